@@ -1,0 +1,102 @@
+"""``eventmail accounts add|list|passwd|remove``: account commands append events."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import click
+
+from eventmail.accounts import AccountError, Accounts, validate_name
+from eventmail.cli.common import UserError, data_option, open_log
+from eventmail.events import Event
+from eventmail.store import Append, LogWriteError, SQLiteLog
+
+
+@click.group()
+def accounts() -> None:
+    """Create, list, re-password and remove mail accounts."""
+
+
+def _read_password(from_stdin: bool) -> str:
+    if from_stdin:
+        line = sys.stdin.readline()
+        if not line:
+            raise UserError("no password on standard input")
+        return line.rstrip("\r\n")
+    return click.prompt("Password", hide_input=True, confirmation_prompt=True)
+
+
+def _append_command(data: Path, command: Callable[[Accounts], Event]) -> None:
+    """Fold the current accounts, run the command against them, append its event."""
+    log = open_log(data, create=True)
+    try:
+        current = _current(log)
+        try:
+            event = command(current)
+        except AccountError as exc:
+            raise UserError(str(exc)) from exc
+        try:
+            (record,) = log.append([Append(event)])
+        except LogWriteError as exc:
+            raise UserError(f"could not write the event log: {exc}") from exc
+    finally:
+        log.close()
+    click.echo(f"{record.type} {event.accounts()[0]} (seq {record.seq})")
+
+
+def _current(log: SQLiteLog) -> Accounts:
+    current = Accounts()
+    current.catch_up(log)
+    return current
+
+
+def _checked_name(name: str) -> str:
+    try:
+        return validate_name(name)
+    except AccountError as exc:
+        raise UserError(str(exc)) from exc
+
+
+@accounts.command("add")
+@data_option
+@click.option("--password-stdin", is_flag=True, help="Read the password from standard input.")
+@click.argument("name")
+def add(data: Path, password_stdin: bool, name: str) -> None:
+    """Create account NAME (its address is NAME@<domain>)."""
+    _checked_name(name)
+    password = _read_password(password_stdin)
+    _append_command(data, lambda current: current.create(name, password))
+
+
+@accounts.command("passwd")
+@data_option
+@click.option("--password-stdin", is_flag=True, help="Read the password from standard input.")
+@click.argument("name")
+def passwd(data: Path, password_stdin: bool, name: str) -> None:
+    """Change the password of account NAME."""
+    _checked_name(name)
+    password = _read_password(password_stdin)
+    _append_command(data, lambda current: current.change_password(name, password))
+
+
+@accounts.command("remove")
+@data_option
+@click.argument("name")
+def remove(data: Path, name: str) -> None:
+    """Remove account NAME. Its mail stays in the log; its spool is moved aside."""
+    _checked_name(name)
+    _append_command(data, lambda current: current.remove(name))
+
+
+@accounts.command("list")
+@data_option
+def list_(data: Path) -> None:
+    """List the current accounts, one per line."""
+    log = open_log(data)
+    try:
+        for name in _current(log).names():
+            click.echo(name)
+    finally:
+        log.close()

@@ -1,0 +1,129 @@
+"""Group commit: many concurrent appenders, one transaction per batch.
+
+A single Trio task owns the log. Appenders put their event on a channel and
+wait; the task takes everything queued, commits it in one transaction on a
+worker thread, and only then wakes each appender with its record. While one
+batch is being committed the next one queues up, so throughput is bounded by
+transactions, not by appends.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import msgspec
+import trio
+
+from eventmail.events import Event
+from eventmail.store.base import Append, EventLog, LogUnavailable, LogWriteError, Record
+
+
+class CommitterStatistics(msgspec.Struct, frozen=True):
+    appends: int
+    transactions: int
+    largest_batch: int
+    failed_transactions: int
+    queued: int
+
+
+class _Pending:
+    __slots__ = ("append", "done", "error", "record")
+
+    def __init__(self, append: Append) -> None:
+        self.append = append
+        self.done = trio.Event()
+        self.record: Record | None = None
+        self.error: LogWriteError | None = None
+
+
+class GroupCommitter:
+    def __init__(self, log: EventLog, *, max_batch: int = 512, queue_size: int = 4096) -> None:
+        self.log = log
+        self._max_batch = max_batch
+        self._send, self._receive = trio.open_memory_channel[_Pending](queue_size)
+        self._appends = 0
+        self._transactions = 0
+        self._largest = 0
+        self._failed = 0
+        self._running = False
+        self._listeners: list[trio.MemorySendChannel[int]] = []
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Commit batches until cancelled. Start it in the server's nursery."""
+        self._running = True
+        task_status.started()
+        try:
+            async with self._receive:
+                async for first in self._receive:
+                    batch = [first]
+                    while len(batch) < self._max_batch:
+                        try:
+                            batch.append(self._receive.receive_nowait())
+                        except trio.WouldBlock:
+                            break
+                    await self._commit(batch)
+        finally:
+            self._running = False
+
+    async def _commit(self, batch: Sequence[_Pending]) -> None:
+        appends = [p.append for p in batch]
+        try:
+            # Not abandonable: a commit that started must finish before anyone is told.
+            records = await trio.to_thread.run_sync(self.log.append, appends)
+        except LogWriteError as exc:
+            self._failed += 1
+            for pending in batch:
+                pending.error = exc
+                pending.done.set()
+            return
+        except Exception as exc:  # an unexpected backend failure must not hang appenders
+            self._failed += 1
+            error = LogUnavailable(f"{type(exc).__name__}: {exc}")
+            for pending in batch:
+                pending.error = error
+                pending.done.set()
+            return
+        self._appends += len(records)
+        self._transactions += 1
+        self._largest = max(self._largest, len(records))
+        for pending, record in zip(batch, records, strict=True):
+            pending.record = record
+            pending.done.set()
+        for listener in list(self._listeners):
+            try:
+                listener.send_nowait(records[-1].seq)
+            except trio.WouldBlock:
+                pass  # the listener is behind; it will see a later seq
+            except trio.BrokenResourceError:
+                self._listeners.remove(listener)
+
+    async def append(self, event: Event, message: bytes | None = None) -> Record:
+        """Append one event; return its record once the commit is durable.
+
+        Raises ``LogWriteError`` if the batch could not be committed.
+        """
+        pending = _Pending(Append(event, message))
+        await self._send.send(pending)
+        # Shielded: once queued, the caller learns the outcome even if cancelled,
+        # so nothing is acknowledged or retried on a guess.
+        with trio.CancelScope(shield=True):
+            await pending.done.wait()
+        if pending.error is not None:
+            raise pending.error
+        assert pending.record is not None
+        return pending.record
+
+    def subscribe(self) -> trio.MemoryReceiveChannel[int]:
+        """A channel that receives the last seq of every committed batch."""
+        send, receive = trio.open_memory_channel[int](16)
+        self._listeners.append(send)
+        return receive
+
+    def statistics(self) -> CommitterStatistics:
+        return CommitterStatistics(
+            appends=self._appends,
+            transactions=self._transactions,
+            largest_batch=self._largest,
+            failed_transactions=self._failed,
+            queued=self._send.statistics().current_buffer_used,
+        )

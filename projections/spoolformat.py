@@ -1,0 +1,86 @@
+"""The spool format (mboxrd) and the per-account index: pure functions.
+
+A spool entry is::
+
+    From <envelope-sender> <asctime UTC of the event>\\n
+    Return-Path: <envelope-sender>\\n
+    Delivered-To: <recipient address>\\n
+    <stored message, LF line endings, ^>*From  lines quoted with one more '>'>\\n
+    \\n
+
+The index holds one line per message in the spool: ``seq offset length octets
+uidl``, where offset/length locate the whole entry in the spool and octets is
+the size of the message as POP3 sends it (CRLF, unquoted, before byte-stuffing).
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+
+import msgspec
+
+_FROM_QUOTED = re.compile(rb"^(>*From )", re.MULTILINE)
+_FROM_UNQUOTE = re.compile(rb"^>(>*From )", re.MULTILINE)
+_WHITESPACE = re.compile(r"\s")
+
+
+def envelope_sender(mail_from: str) -> str:
+    """The sender token of the From_ line; MAILER-DAEMON for the null sender."""
+    if not mail_from:
+        return "MAILER-DAEMON"
+    return _WHITESPACE.sub("_", mail_from)
+
+
+def from_line(mail_from: str, ts: datetime) -> bytes:
+    return f"From {envelope_sender(mail_from)} {ts.ctime()}\n".encode()
+
+
+def quote_body(message_lf: bytes) -> bytes:
+    return _FROM_QUOTED.sub(rb">\1", message_lf)
+
+
+def unquote_body(quoted_lf: bytes) -> bytes:
+    return _FROM_UNQUOTE.sub(rb"\1", quoted_lf)
+
+
+def spool_entry(*, mail_from: str, ts: datetime, delivered_to: str, message_crlf: bytes) -> bytes:
+    """The bytes appended to a spool for one delivered message."""
+    header = f"Return-Path: <{mail_from}>\nDelivered-To: {delivered_to}\n".encode()
+    body = header + message_crlf.replace(b"\r\n", b"\n")
+    if not body.endswith(b"\n"):
+        body += b"\n"
+    return from_line(mail_from, ts) + quote_body(body) + b"\n"
+
+
+def pop3_message(entry: bytes) -> bytes:
+    """The message as POP3 serves it (CRLF, unquoted) from one spool entry."""
+    _, _, rest = entry.partition(b"\n")  # drop the From_ line
+    if rest.endswith(b"\n\n"):
+        rest = rest[:-1]  # drop the blank separator line
+    return unquote_body(rest).replace(b"\n", b"\r\n")
+
+
+def uidl(seq: int, sha256_hex: str) -> str:
+    """A UIDL that is stable across sessions, restarts and replays."""
+    return f"{seq}.{sha256_hex[:16]}"
+
+
+class IndexEntry(msgspec.Struct, frozen=True):
+    seq: int  # seq of the MessageAccepted event
+    offset: int  # where the entry starts in the spool
+    length: int  # bytes of the entry in the spool
+    octets: int  # size as sent over POP3
+    uidl: str
+
+    def line(self) -> bytes:
+        return f"{self.seq} {self.offset} {self.length} {self.octets} {self.uidl}\n".encode()
+
+
+def parse_index(data: bytes) -> list[IndexEntry]:
+    """Parse index lines; an incomplete last line (a torn write) is ignored."""
+    entries = []
+    for raw in data.split(b"\n")[:-1]:
+        seq, offset, length, octets, uid = raw.decode("ascii").split(" ")
+        entries.append(IndexEntry(int(seq), int(offset), int(length), int(octets), uid))
+    return entries
