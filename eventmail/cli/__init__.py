@@ -20,3 +20,6 @@ def main() -> None:
 from eventmail.cli.accounts import accounts  # noqa: E402
 
 main.add_command(accounts)
+from eventmail.cli.serve import serve  # noqa: E402
+
+main.add_command(serve)

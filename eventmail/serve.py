@@ -1,0 +1,257 @@
+"""``eventmail serve``: the composition root that wires the write and read sides.
+
+One process holds the data directory: a group committer owns the writer
+connection; a feed task notices new events (ours or another process's) and
+refreshes the accounts fold and wakes the projector; the projector applies
+events to the spools on a worker thread; the SMTP and POP3 servers run on top.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import signal
+import socket
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import trio
+
+from eventmail import datadir
+from eventmail.accounts import Accounts
+from eventmail.config import Config
+from eventmail.events import Event
+from eventmail.pop3.backend import MailboxMessage
+from eventmail.pop3.server import Pop3Server
+from eventmail.smtp.server import SmtpServer
+from eventmail.store import Record, SQLiteLog
+from eventmail.store.committer import GroupCommitter
+from projections import mailbox
+from projections.projector import Projector
+from projections.spoolformat import IndexEntry
+
+log = logging.getLogger("eventmail")
+
+
+class StartupError(Exception):
+    """The server cannot start (port in use, data directory busy): one line."""
+
+
+@dataclass(frozen=True)
+class Endpoints:
+    smtp: tuple[str, int]
+    pop3: tuple[str, int]
+    domains: Sequence[str]
+
+
+class ProjectionRunner:
+    """Runs the sync projector on a worker thread and lets readers wait for a seq."""
+
+    def __init__(self, projector: Projector) -> None:
+        self.projector = projector
+        self.applied_seq = projector.applied_seq
+        self._wake = trio.Event()
+        self._applied = trio.Condition()
+
+    def kick(self) -> None:
+        self._wake.set()
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        task_status.started()
+        while True:
+            await self._wake.wait()
+            self._wake = trio.Event()
+            await self.catch_up()
+
+    async def catch_up(self) -> None:
+        applied = await trio.to_thread.run_sync(self.projector.catch_up)
+        if applied != self.applied_seq:
+            self.applied_seq = applied
+            async with self._applied:
+                self._applied.notify_all()
+
+    async def wait_applied(self, seq: int) -> None:
+        """Return once every event up to ``seq`` is in the spools."""
+        async with self._applied:
+            while self.applied_seq < seq:
+                self.kick()
+                await self._applied.wait()
+
+
+class EventFeed:
+    """Notices new events, from this process or another, and fans them out."""
+
+    def __init__(
+        self,
+        reader: SQLiteLog,
+        accounts: Accounts,
+        projection: ProjectionRunner,
+        committer: GroupCommitter,
+        poll_interval: float,
+    ) -> None:
+        self._reader = reader
+        self._accounts = accounts
+        self._projection = projection
+        self._commits = committer.subscribe()
+        self._poll_interval = poll_interval
+        self._seen = -1
+
+    def head_seq(self) -> int:
+        return self._reader.head().seq
+
+    def refresh(self) -> None:
+        seq = self.head_seq()
+        if seq != self._seen:
+            self._seen = seq
+            self._accounts.catch_up(self._reader)
+            self._projection.kick()
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        self.refresh()
+        task_status.started()
+        while True:
+            with trio.move_on_after(self._poll_interval):
+                await self._commits.receive()
+            self.refresh()
+
+
+class ProjectedMailboxes:
+    """The POP3 backend: authentication from the accounts fold, mail from the projection."""
+
+    def __init__(
+        self,
+        spool_dir: Path,
+        accounts: Accounts,
+        feed: EventFeed,
+        projection: ProjectionRunner,
+        committer: GroupCommitter,
+    ) -> None:
+        self._spool_dir = spool_dir
+        self._accounts = accounts
+        self._feed = feed
+        self._projection = projection
+        self._committer = committer
+        self._snapshots: dict[str, dict[int, IndexEntry]] = {}
+
+    async def authenticate(self, user: str, password: str) -> str | None:
+        # Another process may have just created the account or changed the password.
+        self._feed.refresh()
+        name = user.lower()
+        ok = await trio.to_thread.run_sync(self._accounts.check_password, name, password)
+        return name if ok else None
+
+    async def open_mailbox(self, account: str) -> list[MailboxMessage]:
+        head = self._feed.head_seq()  # everything committed before this login
+        await self._projection.wait_applied(head)
+        entries = await trio.to_thread.run_sync(mailbox.read_index, self._spool_dir, account, head)
+        self._snapshots[account] = {entry.seq: entry for entry in entries}
+        return [MailboxMessage(seq=e.seq, octets=e.octets, uidl=e.uidl) for e in entries]
+
+    async def read_message(self, account: str, message: MailboxMessage) -> bytes:
+        entry = self._snapshots[account][message.seq]
+        return await trio.to_thread.run_sync(mailbox.read_message, self._spool_dir, account, entry)
+
+    async def append(self, event: Event) -> Record:
+        return await self._committer.append(event)
+
+
+async def _listen(host: str, port: int, what: str) -> list[trio.SocketListener]:
+    try:
+        return await trio.open_tcp_listeners(port, host=host)
+    except OSError as exc:
+        if exc.errno == errno.EADDRINUSE:
+            raise StartupError(
+                f"cannot listen for {what} on {host}:{port}: address in use"
+            ) from None
+        raise StartupError(f"cannot listen for {what} on {host}:{port}: {exc.strerror}") from None
+
+
+def _where(listeners: list[trio.SocketListener]) -> str:
+    host, port = listeners[0].socket.getsockname()[:2]
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+async def serve(data: Path, cfg: Config, endpoints: Endpoints) -> None:
+    """Run both servers until SIGINT/SIGTERM, then shut down gracefully."""
+    with datadir.exclusive(data, "eventmail serve"):
+        await _serve_locked(data, cfg, endpoints)
+
+
+async def _serve_locked(data: Path, cfg: Config, endpoints: Endpoints) -> None:
+    db = data / datadir.EVENTS_DB
+    spool_dir = data / datadir.SPOOL_DIR
+    writer = SQLiteLog(db, busy_timeout=cfg.log.busy_timeout)
+    reader = SQLiteLog(db, busy_timeout=cfg.log.busy_timeout)
+    projector_log = SQLiteLog(db, busy_timeout=cfg.log.busy_timeout)
+    try:
+        projector = Projector(spool_dir, projector_log)
+        await trio.to_thread.run_sync(projector.recover)
+        projection = ProjectionRunner(projector)
+        await projection.catch_up()
+
+        committer = GroupCommitter(writer, max_batch=cfg.log.max_batch)
+        accounts = Accounts()
+        feed = EventFeed(reader, accounts, projection, committer, cfg.log.poll_interval)
+        hostname = cfg.smtp.hostname or socket.gethostname()
+
+        smtp_listeners = await _listen(*endpoints.smtp, "SMTP")
+        pop3_listeners = await _listen(*endpoints.pop3, "POP3")
+        smtp = SmtpServer(
+            cfg.smtp,
+            domains=endpoints.domains,
+            hostname=hostname,
+            is_local_account=accounts.__contains__,
+            append=committer.append,
+        )
+        pop3 = Pop3Server(
+            cfg.pop3,
+            backend=ProjectedMailboxes(spool_dir, accounts, feed, projection, committer),
+            hostname=hostname,
+        )
+        with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+            async with trio.open_nursery() as background:
+                await background.start(committer.run)
+                await background.start(projection.run)
+                await background.start(feed.run)
+                async with trio.open_nursery() as servers:
+                    await servers.start(smtp.serve, smtp_listeners)
+                    await servers.start(pop3.serve, pop3_listeners)
+                    _announce(smtp_listeners, pop3_listeners, data, endpoints.domains)
+                    async for signum in signals:
+                        log.info("received %s: shutting down", signal.Signals(signum).name)
+                        break
+                    async with trio.open_nursery() as stopping:
+                        stopping.start_soon(smtp.shutdown, cfg.smtp.shutdown_grace)
+                        stopping.start_soon(pop3.shutdown, cfg.smtp.shutdown_grace)
+                    servers.cancel_scope.cancel()
+                # Every acknowledged event is committed; bring the spools up to date.
+                await projection.catch_up()
+                background.cancel_scope.cancel()
+        log.info("stopped")
+    finally:
+        for store in (writer, reader, projector_log):
+            store.close()
+
+
+def _announce(
+    smtp: list[trio.SocketListener],
+    pop3: list[trio.SocketListener],
+    data: Path,
+    domains: Sequence[str],
+) -> None:
+    print(f"eventmail: SMTP listening on {_where(smtp)}", flush=True)
+    print(f"eventmail: POP3 listening on {_where(pop3)}", flush=True)
+    print(
+        f"eventmail: ready; data directory {data}, domains {', '.join(domains)}",
+        flush=True,
+    )
+
+
+def configure_logging() -> None:
+    logging.basicConfig(
+        stream=sys.stderr,
+        level=logging.INFO,
+        format="%(asctime)s %(name)s %(levelname)s %(message)s",
+    )
