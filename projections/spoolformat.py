@@ -37,10 +37,14 @@ def from_line(mail_from: str, ts: datetime) -> bytes:
 
 
 def quote_body(message_lf: bytes) -> bytes:
+    if b"From " not in message_lf:  # the common case: nothing to quote, skip the regex
+        return message_lf
     return _FROM_QUOTED.sub(rb">\1", message_lf)
 
 
 def unquote_body(quoted_lf: bytes) -> bytes:
+    if b"From " not in quoted_lf:
+        return quoted_lf
     return _FROM_UNQUOTE.sub(rb"\1", quoted_lf)
 
 
