@@ -23,3 +23,12 @@ main.add_command(accounts)
 from eventmail.cli.serve import serve  # noqa: E402
 
 main.add_command(serve)
+from eventmail.cli.log import log  # noqa: E402
+
+main.add_command(log)
+from eventmail.cli.show import show  # noqa: E402
+
+main.add_command(show)
+from eventmail.cli.verify import verify  # noqa: E402
+
+main.add_command(verify)
