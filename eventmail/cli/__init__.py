@@ -32,3 +32,6 @@ main.add_command(show)
 from eventmail.cli.verify import verify  # noqa: E402
 
 main.add_command(verify)
+from eventmail.cli.replay import replay  # noqa: E402
+
+main.add_command(replay)
