@@ -1,0 +1,1 @@
+"""POP3: the sans-IO session core (protocol), its Trio shell (server) and the backend seam."""

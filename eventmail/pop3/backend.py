@@ -1,0 +1,40 @@
+"""What the POP3 server needs from the rest of eventmail.
+
+The composition root (``serve``) implements ``Pop3Backend`` with the accounts fold,
+the projection and the group committer; ``eventmail.pop3.memory`` has an in-memory
+implementation for tests and tools.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Protocol
+
+import msgspec
+
+if TYPE_CHECKING:
+    from eventmail.events import Event
+    from eventmail.store.base import Record
+
+
+class MailboxMessage(msgspec.Struct, frozen=True):
+    seq: int  # seq of the MessageAccepted event
+    octets: int  # exact size as sent (CRLF, before byte-stuffing)
+    uidl: str
+
+
+class Pop3Backend(Protocol):
+    async def authenticate(self, user: str, password: str) -> str | None:
+        """The account name if user and password are right, else None (constant work)."""
+        ...
+
+    async def open_mailbox(self, account: str) -> list[MailboxMessage]:
+        """Wait until every event committed before the call is applied, then snapshot."""
+        ...
+
+    async def read_message(self, account: str, message: MailboxMessage) -> bytes:
+        """The message as POP3 sends it: CRLF line endings, not byte-stuffed."""
+        ...
+
+    async def append(self, event: Event) -> Record:
+        """Append one event; return once it is durable. Raises LogWriteError."""
+        ...

@@ -1,0 +1,341 @@
+"""The POP3 server: a thin Trio shell around the sans-IO core in ``protocol.py``.
+
+The shell reads bytes, feeds the core, writes its replies and answers its requests
+through the backend. It owns what the core must not know about: time (idle timeout,
+login delay), the per-mailbox lock, the connection cap, the peer address, and the
+error boundary around each connection.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import ipaddress
+import logging
+from collections import OrderedDict
+
+import trio
+
+from eventmail.config import Pop3Config
+from eventmail.events import AuthenticationFailed, MailboxFetched, MailboxReset
+from eventmail.pop3 import replies
+from eventmail.pop3.backend import Pop3Backend
+from eventmail.pop3.protocol import (
+    NEED_DATA,
+    Authenticate,
+    Close,
+    CommitDeletions,
+    FetchMessage,
+    OpenMailbox,
+    Pop3Connection,
+    SendReply,
+)
+from eventmail.store.base import LogWriteError
+
+log = logging.getLogger("eventmail.pop3")
+
+RECEIVE_SIZE = 65536
+PLAINTEXT_POLICIES = ("always", "loopback", "never")
+MAX_TRACKED_PEERS = 10_000  # failed-login counters kept; the oldest are forgotten
+# accept() errors that mean "out of resources for now": wait and retry, as trio does.
+_ACCEPT_OVERLOAD = {errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.ENOBUFS}
+
+
+def peer_host(peer: str) -> str:
+    """The IP address part of ``ip:port`` or ``[ipv6]:port``."""
+    if peer.startswith("["):
+        return peer[1:].partition("]")[0]
+    host, sep, _ = peer.rpartition(":")
+    return host if sep else peer
+
+
+def format_peer(sockname: tuple[object, ...] | str) -> str:
+    if isinstance(sockname, str):
+        return sockname
+    host, port = str(sockname[0]), sockname[1]
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def is_loopback(host: str) -> bool:
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    return address.is_loopback
+
+
+async def _best_effort_send(stream: trio.abc.Stream, data: bytes) -> None:
+    """A last word to a client that may be gone or not reading: never raises, never hangs."""
+    with (
+        trio.move_on_after(1.0),
+        contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError),
+    ):
+        await stream.send_all(data)
+
+
+class Pop3Server:
+    def __init__(self, config: Pop3Config, *, backend: Pop3Backend, hostname: str) -> None:
+        if config.plaintext_auth not in PLAINTEXT_POLICIES:
+            raise ValueError(
+                f"pop3.plaintext_auth must be one of {', '.join(PLAINTEXT_POLICIES)}, "
+                f"not {config.plaintext_auth!r}"
+            )
+        self.config = config
+        self.backend = backend
+        self.hostname = hostname
+        self.locked: set[str] = set()  # accounts with a session in TRANSACTION or UPDATE
+        self._failures: OrderedDict[str, int] = OrderedDict()  # failed logins per peer IP
+        self._sessions: set[_Session] = set()
+        self._closing = False
+        self._accept_scope = trio.CancelScope()
+        self._session_scope: trio.CancelScope | None = None
+        self._drained = trio.Event()
+
+    @property
+    def active(self) -> int:
+        return len(self._sessions)
+
+    # --- listening and shutting down ---------------------------------------------
+
+    async def serve(
+        self,
+        listeners: list[trio.SocketListener],
+        *,
+        task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+    ) -> None:
+        """Accept connections until ``shutdown``; return once every session has ended."""
+        async with trio.open_nursery() as sessions:
+            self._session_scope = sessions.cancel_scope
+            with self._accept_scope:
+                async with trio.open_nursery() as acceptors:
+                    for listener in listeners:
+                        acceptors.start_soon(self._accept_loop, listener, sessions)
+                    task_status.started()
+
+    async def _accept_loop(self, listener: trio.SocketListener, sessions: trio.Nursery) -> None:
+        try:
+            while True:
+                try:
+                    stream = await listener.accept()
+                except OSError as exc:
+                    if exc.errno not in _ACCEPT_OVERLOAD:
+                        raise
+                    log.warning("accept failed (%s); retrying", errno.errorcode[exc.errno])
+                    await trio.sleep(0.1)
+                    continue
+                try:
+                    peer = format_peer(stream.socket.getpeername())
+                except OSError:  # the client already went away
+                    await trio.aclose_forcefully(stream)
+                    continue
+                sessions.start_soon(self.handle, stream, peer)
+        finally:
+            await trio.aclose_forcefully(listener)
+
+    async def shutdown(self, grace: float) -> None:
+        """Stop accepting; idle sessions get -ERR [SYS/TEMP] and close, deleting nothing.
+
+        A session busy with a request (a QUIT committing its MailboxReset, a RETR
+        recording its fetch) finishes it first; after ``grace`` seconds the rest are
+        cancelled.
+        """
+        self._closing = True
+        self._accept_scope.cancel()
+        for session in list(self._sessions):
+            session.interrupt_read()
+        if self._sessions:
+            with trio.move_on_after(grace):
+                await self._drained.wait()
+        if self._session_scope is not None:
+            self._session_scope.cancel()
+
+    # --- one connection ------------------------------------------------------------
+
+    async def handle(self, stream: trio.abc.Stream, peer: str) -> None:
+        """Serve one client; never raises (except cancellation), always closes ``stream``."""
+        if len(self._sessions) >= self.config.max_connections or self._closing:
+            reply = replies.SHUTTING_DOWN if self._closing else replies.TOO_MANY_CONNECTIONS
+            await _best_effort_send(stream, reply)
+            await trio.aclose_forcefully(stream)
+            return
+        session = _Session(self, stream, peer)
+        self._sessions.add(session)
+        try:
+            await session.run()
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            pass  # the client went away; nothing is deleted
+        except Exception:
+            log.exception("POP3 session with %s failed", peer)
+            await _best_effort_send(stream, replies.INTERNAL_ERROR)
+        finally:
+            if session.account is not None:
+                self.locked.discard(session.account)
+            self._sessions.discard(session)
+            if self._closing and not self._sessions:
+                self._drained.set()
+            await trio.aclose_forcefully(stream)
+
+    def plaintext_allowed(self, peer: str) -> bool:
+        policy = self.config.plaintext_auth
+        return policy == "always" or (policy == "loopback" and is_loopback(peer_host(peer)))
+
+    def login_failed(self, peer: str) -> float:
+        """Count a failed login from the peer's address; return the delay before replying."""
+        host = peer_host(peer)
+        count = self._failures.pop(host, 0) + 1
+        self._failures[host] = count
+        while len(self._failures) > MAX_TRACKED_PEERS:
+            self._failures.popitem(last=False)
+        delay = self.config.login_delay_base * 2 ** min(count - 1, 32)
+        return min(delay, self.config.login_delay_max)
+
+    def login_succeeded(self, peer: str) -> None:
+        self._failures.pop(peer_host(peer), None)
+
+    @property
+    def closing(self) -> bool:
+        return self._closing
+
+
+class _Session:
+    """The shell's side of one connection: the loop that drives a ``Pop3Connection``."""
+
+    def __init__(self, server: Pop3Server, stream: trio.abc.Stream, peer: str) -> None:
+        self.server = server
+        self.stream = stream
+        self.peer = peer
+        self.account: str | None = None  # set while this session holds the mailbox lock
+        self.audited = 0
+        self._read_scope: trio.CancelScope | None = None
+        self._interrupted = False
+
+    def interrupt_read(self) -> None:
+        self._interrupted = True
+        if self._read_scope is not None:
+            self._read_scope.cancel()
+
+    async def run(self) -> None:
+        config = self.server.config
+        conn = Pop3Connection(
+            hostname=self.server.hostname,
+            max_line=config.max_command_line,
+            error_budget=config.error_budget,
+            plaintext_allowed=self.server.plaintext_allowed(self.peer),
+        )
+        out = bytearray()
+        while True:
+            event = conn.next_event()
+            if isinstance(event, SendReply):
+                out += event.data
+                continue
+            # Flush before waiting on anything, so pipelined replies go out in one write.
+            if out and not await self._send(out):
+                return
+            out = bytearray()
+            if event is NEED_DATA:
+                data = await self._receive()
+                if data is None:
+                    return
+                conn.receive_data(data)
+            elif isinstance(event, Close):
+                return
+            elif isinstance(event, Authenticate):
+                await self._authenticate(conn, event)
+            elif isinstance(event, OpenMailbox):
+                await self._open_mailbox(conn, event)
+            elif isinstance(event, FetchMessage):
+                await self._fetch(conn, event)
+            elif isinstance(event, CommitDeletions):
+                await self._commit_deletions(conn, event)
+
+    async def _send(self, data: bytes | bytearray) -> bool:
+        """Send ``data``; False if the client stopped reading for the idle timeout."""
+        with trio.move_on_after(self.server.config.idle_timeout):
+            await self.stream.send_all(data)
+            return True
+        log.info("POP3 client %s stopped reading; closing", self.peer)
+        return False
+
+    async def _receive(self) -> bytes | None:
+        """The next bytes (b"" at EOF), or None after replying to a timeout or shutdown."""
+        if self._interrupted:
+            await self._send(replies.SHUTTING_DOWN)
+            return None
+        with trio.CancelScope() as self._read_scope:
+            with trio.move_on_after(self.server.config.idle_timeout) as idle:
+                return await self.stream.receive_some(RECEIVE_SIZE)
+        self._read_scope = None
+        if idle.cancelled_caught:
+            await self._send(replies.IDLE_TIMEOUT)
+        else:
+            await self._send(replies.SHUTTING_DOWN)
+        return None
+
+    async def _authenticate(self, conn: Pop3Connection, request: Authenticate) -> None:
+        server = self.server
+        account = await server.backend.authenticate(request.user, request.password)
+        if account is None:
+            delay = server.login_failed(self.peer)
+            await self._audit_failure(request.user)
+            await trio.sleep(delay)
+            conn.authentication_failed()
+            return
+        server.login_succeeded(self.peer)
+        if account in server.locked:
+            conn.mailbox_in_use()
+            return
+        server.locked.add(account)
+        self.account = account
+        conn.authenticated(account)
+
+    async def _audit_failure(self, user: str) -> None:
+        if self.audited >= self.server.config.max_audited_failures:
+            return
+        self.audited += 1
+        event = AuthenticationFailed(protocol="pop3", user=user, peer=self.peer)
+        try:
+            await self.server.backend.append(event)
+        except LogWriteError as exc:
+            log.warning("could not record a failed POP3 login from %s: %s", self.peer, exc)
+
+    async def _open_mailbox(self, conn: Pop3Connection, request: OpenMailbox) -> None:
+        try:
+            messages = await self.server.backend.open_mailbox(request.account)
+        except (OSError, LogWriteError) as exc:
+            log.warning("cannot open the mailbox of %s: %s", request.account, exc)
+            self.server.locked.discard(request.account)
+            self.account = None
+            conn.mailbox_unavailable()
+            return
+        conn.mailbox_opened(messages)
+
+    async def _fetch(self, conn: Pop3Connection, request: FetchMessage) -> None:
+        assert self.account is not None
+        message = request.message
+        content = await self.server.backend.read_message(self.account, message)
+        event = MailboxFetched(
+            account=self.account,
+            message_seq=message.seq,
+            uidl=message.uidl,
+            command=request.kind,
+            peer=self.peer,
+        )
+        try:
+            await self.server.backend.append(event)
+        except LogWriteError as exc:
+            log.warning("could not record %s by %s: %s", request.kind, self.account, exc)
+            conn.fetch_failed()
+            return
+        conn.message_fetched(content)
+
+    async def _commit_deletions(self, conn: Pop3Connection, request: CommitDeletions) -> None:
+        event = MailboxReset(account=request.account, removed=request.seqs, peer=self.peer)
+        try:
+            await self.server.backend.append(event)
+        except LogWriteError as exc:
+            log.warning("could not remove messages of %s: %s", request.account, exc)
+            conn.deletions_failed()
+            return
+        conn.deletions_committed()
