@@ -37,9 +37,7 @@ def show(data: Path, raw: bool, seq: int) -> None:
         if raw:
             if record.message is None:
                 raise UserError(f"event {seq} ({record.type}) carries no message bytes")
-            stdout = click.get_binary_stream("stdout")
-            stdout.write(record.message)
-            stdout.flush()
+            click.echo(record.message, nl=False)  # bytes go to the binary stream untouched
             return
     row = Row(
         seq=record.seq,
