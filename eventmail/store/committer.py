@@ -53,17 +53,29 @@ class GroupCommitter:
         self._running = True
         task_status.started()
         try:
-            async with self._receive:
-                async for first in self._receive:
-                    batch = [first]
-                    while len(batch) < self._max_batch:
-                        try:
-                            batch.append(self._receive.receive_nowait())
-                        except trio.WouldBlock:
-                            break
-                    await self._commit(batch)
+            async for first in self._receive:
+                batch = [first]
+                while len(batch) < self._max_batch:
+                    try:
+                        batch.append(self._receive.receive_nowait())
+                    except trio.WouldBlock:
+                        break
+                await self._commit(batch)
         finally:
             self._running = False
+            self._fail_queued()
+
+    def _fail_queued(self) -> None:
+        """On shutdown: refuse new appends and fail the queued ones, which would wait forever."""
+        error = LogUnavailable("the event log committer has stopped")
+        while True:
+            try:
+                pending = self._receive.receive_nowait()
+            except (trio.WouldBlock, trio.EndOfChannel):
+                break
+            pending.error = error
+            pending.done.set()
+        self._receive.close()
 
     async def _commit(self, batch: Sequence[_Pending]) -> None:
         appends = [p.append for p in batch]
@@ -103,7 +115,10 @@ class GroupCommitter:
         Raises ``LogWriteError`` if the batch could not be committed.
         """
         pending = _Pending(Append(event, message))
-        await self._send.send(pending)
+        try:
+            await self._send.send(pending)
+        except trio.BrokenResourceError:
+            raise LogUnavailable("the event log committer has stopped") from None
         # Shielded: once queued, the caller learns the outcome even if cancelled,
         # so nothing is acknowledged or retried on a guess.
         with trio.CancelScope(shield=True):

@@ -1,0 +1,305 @@
+"""Group commit: batching, wake-after-commit, failures, cancellation, shutdown."""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+
+import pytest
+import trio
+import trio.testing
+
+from eventmail.events import AccountCreated, MailboxFetched
+from eventmail.store import (
+    Append,
+    LogBusy,
+    LogUnavailable,
+    LogWriteError,
+    MemoryLog,
+    Record,
+    SQLiteLog,
+)
+from eventmail.store.chain import verify_chain
+from eventmail.store.committer import GroupCommitter
+
+
+def fetched(n: int) -> MailboxFetched:
+    return MailboxFetched(account="ann", message_seq=n, uidl=f"u{n}", command="RETR", peer="x")
+
+
+def created(name: str) -> AccountCreated:
+    return AccountCreated(name=name, password_hash="scrypt$16$8$1$c2FsdA==$aGFzaA==")
+
+
+class GatedLog:
+    """Wraps a log: each append waits for ``gate`` and may fail on purpose.
+
+    ``failures`` maps the index of an append call (0, 1, ...) to the exception
+    that call raises instead of storing anything.
+    """
+
+    def __init__(self, inner: MemoryLog, failures: dict[int, Exception] | None = None) -> None:
+        self.inner = inner
+        self.gate = threading.Event()
+        self.gate.set()
+        self.failures = failures or {}
+        self.batches: list[int] = []
+
+    def append(self, batch: Sequence[Append]) -> list[Record]:
+        call = len(self.batches)
+        self.batches.append(len(batch))
+        if not self.gate.wait(timeout=30):  # a guard against hanging a broken test run
+            raise RuntimeError("gate never opened")
+        if call in self.failures:
+            raise self.failures[call]
+        return self.inner.append(batch)
+
+    def read_after(self, seq: int, **kw):  # type: ignore[no-untyped-def]
+        return self.inner.read_after(seq, **kw)
+
+    def read(self, seq: int) -> Record | None:
+        return self.inner.read(seq)
+
+    def head(self):  # type: ignore[no-untyped-def]
+        return self.inner.head()
+
+    def close(self) -> None:
+        pass
+
+
+def names(log: MemoryLog | GatedLog) -> list[str]:
+    return [r.event.name for r in log.read_after(0)]  # type: ignore[attr-defined]
+
+
+# --- batching and wake-after-commit ---------------------------------------------------
+
+
+async def test_500_concurrent_appends_are_batched_and_woken_after_commit(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "events.db"
+    writer = SQLiteLog(path)
+    # A second connection sees only what is committed: reading each record back
+    # through it at wake-up time proves the caller was not woken early.
+    reader = SQLiteLog(path)
+    committer = GroupCommitter(writer)
+    seqs: list[int] = []
+    seen_at_wake: list[bool] = []
+
+    async def appender(n: int) -> None:
+        record = await committer.append(fetched(n))
+        seen_at_wake.append(reader.read(record.seq) == record)
+        seqs.append(record.seq)
+
+    async with trio.open_nursery() as nursery:
+        await nursery.start(committer.run)
+        async with trio.open_nursery() as appenders:
+            for n in range(500):
+                appenders.start_soon(appender, n)
+        nursery.cancel_scope.cancel()
+
+    assert sorted(seqs) == list(range(1, 501))
+    assert len(seen_at_wake) == 500 and all(seen_at_wake)
+    stats = committer.statistics()
+    assert stats.appends == 500
+    assert stats.failed_transactions == 0
+    assert stats.transactions <= 50  # far fewer transactions than appends
+    assert stats.largest_batch > 1
+    assert stats.queued == 0
+    assert sorted(r.event.message_seq for r in reader.read_after(0)) == list(range(500))
+    assert verify_chain(reader.read_after(0)).ok
+    writer.close()
+    reader.close()
+
+
+def test_a_second_connection_does_not_see_uncommitted_rows(tmp_path: Path) -> None:
+    """The check above is meaningful: an open transaction is invisible to the reader."""
+    path = tmp_path / "events.db"
+    writer = SQLiteLog(path)
+    reader = SQLiteLog(path)
+    (first,) = writer.append([Append(fetched(1))])
+    conn = sqlite3.connect(path, isolation_level=None)
+    try:
+        conn.execute("BEGIN IMMEDIATE")
+        conn.execute(
+            "INSERT INTO events (seq, ts, type, accounts, payload, message, prev_hash, hash)"
+            " VALUES (2, ?, 'MailboxFetched', '[]', '{}', NULL, ?, 'h')",
+            (first.ts, first.hash),
+        )
+        assert conn.execute("SELECT count(*) FROM events").fetchone() == (2,)
+        assert reader.read(2) is None
+        assert reader.head().seq == 1
+        conn.execute("ROLLBACK")
+    finally:
+        conn.close()
+    writer.close()
+    reader.close()
+
+
+async def test_subscribers_learn_the_last_seq_of_each_batch() -> None:
+    committer = GroupCommitter(MemoryLog())
+    commits = committer.subscribe()
+    async with trio.open_nursery() as nursery:
+        await nursery.start(committer.run)
+        await committer.append(fetched(1))
+        assert await commits.receive() == 1
+        await committer.append(fetched(2))
+        await committer.append(fetched(3))
+        assert [await commits.receive(), await commits.receive()] == [2, 3]
+        nursery.cancel_scope.cancel()
+
+
+async def test_closed_subscriber_is_dropped() -> None:
+    committer = GroupCommitter(MemoryLog())
+    commits = committer.subscribe()
+    await commits.aclose()
+    async with trio.open_nursery() as nursery:
+        await nursery.start(committer.run)
+        assert (await committer.append(fetched(1))).seq == 1
+        assert (await committer.append(fetched(2))).seq == 2
+        nursery.cancel_scope.cancel()
+
+
+async def test_message_bytes_pass_through() -> None:
+    log = MemoryLog()
+    committer = GroupCommitter(log)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(committer.run)
+        record = await committer.append(fetched(1), b"\x00\xffraw")
+        nursery.cancel_scope.cancel()
+    assert record.message == b"\x00\xffraw"
+    stored = log.read(1)
+    assert stored is not None and stored.message == b"\x00\xffraw"
+
+
+# --- failures ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("failure", "expected"),
+    [
+        (LogBusy("database is locked"), LogBusy),
+        (LogUnavailable("disk I/O error"), LogUnavailable),
+        (RuntimeError("backend bug"), LogUnavailable),
+    ],
+    ids=["busy", "unavailable", "unexpected"],
+)
+async def test_failed_batch_fails_every_caller_and_the_committer_goes_on(
+    failure: Exception, expected: type[LogWriteError]
+) -> None:
+    log = GatedLog(MemoryLog(), failures={1: failure})
+    committer = GroupCommitter(log)
+    results: dict[str, Record | LogWriteError] = {}
+
+    async def caller(name: str) -> None:
+        try:
+            results[name] = await committer.append(created(name))
+        except LogWriteError as exc:
+            results[name] = exc
+
+    async with trio.open_nursery() as nursery:
+        await nursery.start(committer.run)
+        log.gate.clear()
+        async with trio.open_nursery() as callers:
+            callers.start_soon(caller, "first")
+            await trio.testing.wait_all_tasks_blocked()  # "first" is being committed
+            for i in range(10):
+                callers.start_soon(caller, f"b{i}")
+            await trio.testing.wait_all_tasks_blocked()  # the ten are queued behind it
+            log.gate.set()
+        later = await committer.append(created("later"))
+        nursery.cancel_scope.cancel()
+
+    assert log.batches == [1, 10, 1]
+    first = results["first"]
+    assert isinstance(first, Record) and first.seq == 1
+    errors = [results[f"b{i}"] for i in range(10)]
+    assert all(isinstance(e, expected) for e in errors)
+    assert later.seq == 2 and later.prev_hash == first.hash
+    assert names(log) == ["first", "later"]
+    stats = committer.statistics()
+    assert (stats.appends, stats.transactions, stats.failed_transactions) == (2, 2, 1)
+    assert stats.largest_batch == 1
+
+
+# --- cancellation and shutdown ------------------------------------------------------------
+
+
+async def test_cancelled_callers_are_neither_lost_nor_doubled() -> None:
+    log = GatedLog(MemoryLog())
+    committer = GroupCommitter(log, queue_size=1)
+    outcome: dict[str, object] = {}
+    scopes: dict[str, trio.CancelScope] = {}
+
+    async def caller(name: str) -> None:
+        with trio.CancelScope() as scope:
+            scopes[name] = scope
+            outcome[name] = "waiting"
+            outcome[name] = await committer.append(created(name))
+            await trio.lowlevel.checkpoint()
+            outcome[name] = "not cancelled"
+            return
+        if outcome[name] == "waiting":
+            outcome[name] = "cancelled before queueing"
+
+    async with trio.open_nursery() as nursery:
+        await nursery.start(committer.run)
+        log.gate.clear()
+        async with trio.open_nursery() as callers:
+            callers.start_soon(caller, "a")  # taken by the committer, commit in progress
+            await trio.testing.wait_all_tasks_blocked()
+            callers.start_soon(caller, "b")  # queued in the channel's one slot
+            await trio.testing.wait_all_tasks_blocked()
+            callers.start_soon(caller, "c")  # blocked: the queue is full
+            await trio.testing.wait_all_tasks_blocked()
+            assert committer.statistics().queued == 1
+            scopes["b"].cancel()
+            scopes["c"].cancel()
+            await trio.testing.wait_all_tasks_blocked()
+            log.gate.set()
+        d = await committer.append(created("d"))
+        nursery.cancel_scope.cancel()
+
+    assert names(log) == ["a", "b", "d"]
+    assert d.seq == 3
+    assert outcome["a"] == "not cancelled"
+    # b was queued before its cancellation: it still learnt its record.
+    b = outcome["b"]
+    assert isinstance(b, Record) and b.seq == 2 and b.event == created("b")
+    assert outcome["c"] == "cancelled before queueing"
+    assert verify_chain(log.read_after(0)).ok
+
+
+async def test_stopping_the_committer_finishes_the_batch_and_fails_the_queue() -> None:
+    log = GatedLog(MemoryLog())
+    committer = GroupCommitter(log)
+    results: dict[str, object] = {}
+
+    async def caller(name: str) -> None:
+        try:
+            results[name] = await committer.append(created(name))
+        except LogWriteError as exc:
+            results[name] = exc
+
+    async with trio.open_nursery() as outer:
+        async with trio.open_nursery() as run_scope:
+            await run_scope.start(committer.run)
+            log.gate.clear()
+            outer.start_soon(caller, "inflight")
+            await trio.testing.wait_all_tasks_blocked()
+            outer.start_soon(caller, "queued1")
+            outer.start_soon(caller, "queued2")
+            await trio.testing.wait_all_tasks_blocked()
+            run_scope.cancel_scope.cancel()
+            log.gate.set()
+        # The committer has stopped; a new append fails at once instead of hanging.
+        with pytest.raises(LogUnavailable):
+            await committer.append(created("late"))
+
+    inflight = results["inflight"]
+    assert isinstance(inflight, Record) and inflight.seq == 1
+    assert isinstance(results["queued1"], LogUnavailable)
+    assert isinstance(results["queued2"], LogUnavailable)
+    assert names(log) == ["inflight"]
