@@ -1,0 +1,339 @@
+"""The SMTP server's Trio shell: accept, read, write, time out, answer the core.
+
+The protocol core (``protocol.py``) decides every reply; this module owns the
+socket, the clock, limits that need one (timeouts, connection cap), the message
+id, the ``Received:`` header and the appends to the event log. Each connection
+is an error boundary: an unexpected exception closes that connection with 421
+and is logged to stderr; the server keeps running.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import errno
+import hashlib
+import secrets
+import socket
+import sys
+import traceback
+from collections.abc import Awaitable, Callable, Sequence
+from datetime import UTC, datetime
+
+import trio
+
+from eventmail.config import SmtpConfig
+from eventmail.events import Event, MessageAccepted, MessageRefused, RecipientRefused
+from eventmail.smtp import replies
+from eventmail.smtp.protocol import (
+    NEED_DATA,
+    CheckRecipient,
+    CloseConnection,
+    MessageComplete,
+    MessageRejected,
+    ProtocolMisuse,
+    RecipientRejected,
+    SendReply,
+    SmtpProtocol,
+    State,
+)
+from eventmail.smtp.received import received_header
+from eventmail.smtp.replies import Reply
+from eventmail.store.base import LogWriteError, Record
+
+RECEIVE_SIZE = 64 * 1024
+FAREWELL_TIMEOUT = 5.0  # seconds to deliver a last 421 before closing
+ACCEPT_RETRY_DELAY = 0.1  # after EMFILE and friends
+_OVERLOAD_ERRNOS = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.ENOBUFS})
+
+Append = Callable[[Event, bytes | None], Awaitable[Record]]
+
+
+def new_message_id() -> str:
+    """16 characters of base32 randomness: unique enough to name a message."""
+    return base64.b32encode(secrets.token_bytes(10)).decode("ascii")
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def format_peer(sockaddr: object) -> str:
+    """``ip:port``, or ``[ip]:port`` for IPv6."""
+    if isinstance(sockaddr, tuple) and len(sockaddr) >= 2:
+        host, port = sockaddr[0], sockaddr[1]
+        return f"[{host}]:{port}" if ":" in str(host) else f"{host}:{port}"
+    return str(sockaddr) or "unknown"
+
+
+def _log(message: str) -> None:
+    print(f"eventmail smtp: {message}", file=sys.stderr, flush=True)
+
+
+class _Hangup(Exception):
+    """The client stopped reading; close without further ado."""
+
+
+class SmtpServer:
+    def __init__(
+        self,
+        config: SmtpConfig,
+        *,
+        domains: Sequence[str],
+        hostname: str,
+        is_local_account: Callable[[str], bool],
+        append: Append,
+        now: Callable[[], datetime] = utc_now,
+        new_id: Callable[[], str] = new_message_id,
+    ) -> None:
+        self.config = config
+        self.domains = list(domains)
+        self.hostname = hostname or socket.gethostname()
+        self.is_local_account = is_local_account
+        self.append = append
+        self.now = now
+        self.new_id = new_id
+        self.shutting_down = False
+        self._sessions: set[_Session] = set()
+        self._no_sessions = trio.Event()
+        self._no_sessions.set()
+        self._accept_scope: trio.CancelScope | None = None
+
+    @property
+    def connections(self) -> int:
+        return len(self._sessions)
+
+    async def serve(
+        self,
+        listeners: list[trio.SocketListener],
+        *,
+        task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+    ) -> None:
+        """Accept on every listener until cancelled or shut down."""
+        async with trio.open_nursery() as handlers:
+            with trio.CancelScope() as accept_scope:
+                self._accept_scope = accept_scope
+                if self.shutting_down:
+                    accept_scope.cancel()
+                async with trio.open_nursery() as acceptors:
+                    for listener in listeners:
+                        acceptors.start_soon(self._accept_loop, listener, handlers)
+                    task_status.started()
+            for listener in listeners:
+                await trio.aclose_forcefully(listener)
+
+    async def _accept_loop(self, listener: trio.SocketListener, handlers: trio.Nursery) -> None:
+        while True:
+            try:
+                stream = await listener.accept()
+            except OSError as exc:
+                if exc.errno not in _OVERLOAD_ERRNOS:
+                    raise
+                _log(f"accept failed ({exc.strerror}); retrying")
+                await trio.sleep(ACCEPT_RETRY_DELAY)
+                continue
+            handlers.start_soon(self._handle_socket, stream)
+
+    async def _handle_socket(self, stream: trio.SocketStream) -> None:
+        try:
+            peer = format_peer(stream.socket.getpeername())
+        except OSError:
+            peer = "unknown"
+        await self.handle(stream, peer)
+
+    async def handle(self, stream: trio.abc.Stream, peer: str) -> None:
+        """Serve one connection to its end; never raises for the client's sake."""
+        if self.shutting_down or len(self._sessions) >= self.config.max_connections:
+            refusal = replies.SHUTTING_DOWN if self.shutting_down else replies.TOO_MANY_CONNECTIONS
+            await _farewell(stream, refusal)
+            await trio.aclose_forcefully(stream)
+            return
+        session = _Session(self, stream, peer)
+        self._sessions.add(session)
+        if self._no_sessions.is_set():
+            self._no_sessions = trio.Event()
+        try:
+            with session.scope:
+                await session.run()
+            if session.scope.cancelled_caught:
+                await _farewell(stream, replies.SHUTTING_DOWN)
+        except (trio.BrokenResourceError, trio.ClosedResourceError, _Hangup):
+            pass  # the client went away
+        except Exception as exc:
+            _log(f"internal error with {peer}: {exc!r}")
+            traceback.print_exc(file=sys.stderr)
+            await _farewell(stream, replies.INTERNAL_ERROR)
+        finally:
+            self._sessions.discard(session)
+            if not self._sessions:
+                self._no_sessions.set()
+            await trio.aclose_forcefully(stream)
+
+    async def shutdown(self, grace: float) -> None:
+        """Stop accepting; close idle sessions now and busy ones after ``grace`` seconds."""
+        self.shutting_down = True
+        if self._accept_scope is not None:
+            self._accept_scope.cancel()
+        for session in list(self._sessions):
+            session.wake_if_idle()
+        with trio.move_on_after(grace):
+            await self._wait_no_sessions()
+        for session in list(self._sessions):
+            session.scope.cancel()
+        await self._wait_no_sessions()
+
+    async def _wait_no_sessions(self) -> None:
+        while self._sessions:
+            await self._no_sessions.wait()
+
+
+async def _farewell(stream: trio.abc.Stream, reply: Reply) -> None:
+    """Best effort: one last reply before closing."""
+    with trio.move_on_after(FAREWELL_TIMEOUT):
+        with contextlib.suppress(
+            trio.BrokenResourceError, trio.ClosedResourceError, trio.BusyResourceError
+        ):
+            await stream.send_all(reply.encode())
+
+
+class _Session:
+    """One connection: feeds the core and carries out what it asks for."""
+
+    def __init__(self, server: SmtpServer, stream: trio.abc.Stream, peer: str) -> None:
+        self.server = server
+        self.stream = stream
+        self.peer = peer
+        self.scope = trio.CancelScope()
+        self._wake: trio.CancelScope | None = None  # set while waiting for a command
+        self.core = SmtpProtocol(server.config, hostname=server.hostname, domains=server.domains)
+        self._out = bytearray()
+        self._audited = 0
+
+    def wake_if_idle(self) -> None:
+        if self._wake is not None:
+            self._wake.cancel()
+
+    async def run(self) -> None:
+        core = self.core
+        while True:
+            event = core.next_event()
+            if isinstance(event, SendReply):
+                self._out += event.reply.encode()
+            elif isinstance(event, CheckRecipient):
+                core.recipient_checked(bool(self.server.is_local_account(event.account)))
+            elif isinstance(event, MessageComplete):
+                await self._flush()
+                await self._store(event)
+            elif isinstance(event, RecipientRejected | MessageRejected):
+                await self._flush()
+                await self._audit(event)
+            elif isinstance(event, CloseConnection):
+                await self._flush()
+                return
+            elif event is NEED_DATA:
+                await self._flush()
+                data = await self._receive()
+                if not data:
+                    return
+                core.receive_data(data)
+            else:
+                raise ProtocolMisuse(f"unexpected protocol event {event!r}")
+
+    async def _receive(self) -> bytes:
+        """The next bytes; b"" at end of input, timeout or shutdown (after a 421)."""
+        config = self.server.config
+        in_data = self.core.state is State.DATA
+        if self.server.shutting_down and not in_data:
+            await self._send_now(replies.SHUTTING_DOWN)
+            return b""
+        if in_data:
+            timeout = config.data_block_timeout
+        elif self.core.in_transaction:
+            timeout = config.command_timeout
+        else:
+            timeout = config.idle_timeout
+        with trio.move_on_after(timeout):
+            with trio.CancelScope() as wake:
+                self._wake = None if in_data else wake
+                try:
+                    return await self.stream.receive_some(RECEIVE_SIZE)
+                finally:
+                    self._wake = None
+            await self._send_now(replies.SHUTTING_DOWN)  # woken by shutdown
+            return b""
+        await self._send_now(replies.TIMEOUT)
+        return b""
+
+    async def _send_now(self, reply: Reply) -> None:
+        self._out += reply.encode()
+        await self._flush()
+
+    async def _flush(self) -> None:
+        if not self._out:
+            return
+        data = bytes(self._out)
+        self._out.clear()
+        with trio.move_on_after(self.server.config.command_timeout) as timer:
+            await self.stream.send_all(data)
+        if timer.cancelled_caught:
+            raise _Hangup
+
+    async def _store(self, complete: MessageComplete) -> None:
+        server, envelope = self.server, complete.envelope
+        message_id = server.new_id()
+        single = envelope.recipients[0].address if len(envelope.recipients) == 1 else None
+        header = received_header(
+            helo=envelope.helo,
+            peer=self.peer,
+            hostname=server.hostname,
+            protocol=envelope.protocol,
+            message_id=message_id,
+            recipient=single,
+            date=server.now(),
+        )
+        message = header + complete.data
+        accepted = MessageAccepted(
+            message_id=message_id,
+            mail_from=envelope.mail_from,
+            mail_params=envelope.mail_params,
+            recipients=envelope.recipients,
+            peer=self.peer,
+            helo=envelope.helo,
+            size=len(message),
+            sha256=hashlib.sha256(message).hexdigest(),
+        )
+        try:
+            await server.append(accepted, message)
+        except LogWriteError as exc:
+            _log(f"could not record a message from {self.peer}: {exc}")
+            self.core.message_failed(replies.LOG_WRITE_FAILED)
+            return
+        self.core.message_stored(message_id)
+
+    async def _audit(self, rejected: RecipientRejected | MessageRejected) -> None:
+        """Record a refusal, at most ``max_audited_refusals`` per connection."""
+        if self._audited >= self.server.config.max_audited_refusals:
+            return
+        self._audited += 1
+        event: Event
+        if isinstance(rejected, RecipientRejected):
+            event = RecipientRefused(
+                address=rejected.address,
+                reason=rejected.reply.text,
+                mail_from=rejected.mail_from,
+                peer=self.peer,
+                helo=rejected.helo,
+            )
+        else:
+            event = MessageRefused(
+                reason=rejected.reply.text,
+                mail_from=rejected.mail_from,
+                recipients=rejected.accounts,
+                size=rejected.received,
+                peer=self.peer,
+                helo=rejected.helo,
+            )
+        try:
+            await self.server.append(event, None)
+        except LogWriteError as exc:
+            _log(f"could not record a refusal for {self.peer}: {exc}")
