@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from eventmail.accounts import AccountError, Accounts, validate_name
+from eventmail.accounts import AccountError, Accounts, validate_name, validate_password
 from eventmail.cli.common import UserError, data_option, open_log
 from eventmail.events import Event
 from eventmail.store import Append, LogWriteError, SQLiteLog
@@ -20,17 +20,29 @@ def accounts() -> None:
 
 
 def _read_password(from_stdin: bool) -> str:
+    """Read and check the password before the log is touched: a bad one writes nothing."""
     if from_stdin:
         line = sys.stdin.readline()
         if not line:
             raise UserError("no password on standard input")
-        return line.rstrip("\r\n")
-    return click.prompt("Password", hide_input=True, confirmation_prompt=True)
+        password = line.rstrip("\r\n")
+    else:
+        password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
+    try:
+        return validate_password(password)
+    except AccountError as exc:
+        raise UserError(str(exc)) from exc
 
 
-def _append_command(data: Path, command: Callable[[Accounts], Event]) -> None:
-    """Fold the current accounts, run the command against them, append its event."""
-    log = open_log(data, create=True)
+def _append_command(
+    data: Path, command: Callable[[Accounts], Event], *, create: bool = False
+) -> None:
+    """Fold the current accounts, run the command against them, append its event.
+
+    Only ``add`` may create the log; changing or removing an account in a data
+    directory without one is an error that leaves the directory untouched.
+    """
+    log = open_log(data, create=create)
     try:
         current = _current(log)
         try:
@@ -67,7 +79,7 @@ def add(data: Path, password_stdin: bool, name: str) -> None:
     """Create account NAME (its address is NAME@<domain>)."""
     _checked_name(name)
     password = _read_password(password_stdin)
-    _append_command(data, lambda current: current.create(name, password))
+    _append_command(data, lambda current: current.create(name, password), create=True)
 
 
 @accounts.command("passwd")
