@@ -124,6 +124,7 @@ class SQLiteLog:
         self.path = Path(path)
         self._clock = clock
         self._lock = threading.Lock()
+        self._own_commits = 0
         if readonly:
             uri = f"file:{self.path}?mode=ro"
             self._conn = sqlite3.connect(
@@ -192,6 +193,7 @@ class SQLiteLog:
                     [(account, r.seq) for r in records for account in r.accounts],
                 )
                 self._conn.execute("COMMIT")
+                self._own_commits += 1
             except BaseException as exc:
                 if self._conn.in_transaction:
                     self._conn.execute("ROLLBACK")
@@ -242,6 +244,16 @@ class SQLiteLog:
             "SELECT seq, hash FROM events ORDER BY seq DESC LIMIT 1"
         ).fetchone()
         return EMPTY_HEAD if row is None else Head(row[0], row[1])
+
+    def change_token(self) -> tuple[int, int]:
+        """Changes whenever anyone commits: a cheap test before re-reading the head.
+
+        ``PRAGMA data_version`` moves on commits by other connections (any
+        process); this connection's own commits are counted here.
+        """
+        with self._lock:
+            (version,) = self._conn.execute("PRAGMA data_version").fetchone()
+            return version, self._own_commits
 
     @property
     def connection(self) -> sqlite3.Connection:
