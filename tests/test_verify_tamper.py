@@ -266,3 +266,34 @@ def test_bad_expect_head_is_a_usage_error(
     result = run_cli("verify", "--data", str(data_dir), "--expect-head", value)
     assert result.exit_code == 2
     assert "--expect-head" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("column", "value", "reason"),
+    [
+        ("accounts", "not json", "accounts column"),
+        ("accounts", "[1, 2]", "accounts column"),
+        ("ts", 1764412800, "schema"),
+        ("payload", "{not json", "schema"),
+        ("payload", b"\xff\xfe", "schema"),
+        ("type", "MessageEaten", "type column"),
+        ("message", "text, not bytes", "message bytes do not match"),
+        ("hash", None, "hash mismatch"),
+    ],
+)
+def test_a_damaged_column_is_reported_not_a_crash(
+    run_cli: RunCli, data_dir: Path, copy: Path, column: str, value: object, reason: str
+) -> None:
+    with tampering(copy) as conn:
+        if column == "hash":  # NOT NULL: damage it by changing its storage class instead
+            conn.execute("UPDATE events SET hash = 7 WHERE seq = 5")
+        else:
+            conn.execute(f"UPDATE events SET {column} = ? WHERE seq = 5", (value,))
+    restore_schema(copy)
+    code, line = verify(run_cli, data_dir)
+    assert code == 1
+    assert "at seq 5:" in line and reason in line
+    # the other commands still show the damaged row
+    for args in (["log"], ["log", "--json"], ["show", "5"]):
+        result = run_cli(*args, "--data", str(data_dir))
+        assert result.exit_code == 0, (args, result.stderr)

@@ -22,14 +22,13 @@ import msgspec
 
 from eventmail.accounts import AccountError, validate_name
 from eventmail.cli.common import UserError, data_option
-from eventmail.cli.reading import reading_log
+from eventmail.cli.reading import ROW_COLUMNS, as_row, reading_log
 from eventmail.cli.render import TABLE_HEADER, Row, json_line, table_line
 from eventmail.cli.timespec import TimeSpecError, parse_time
 from eventmail.events import EVENT_TYPES
 
 PAGE = 500
 FOLLOW_INTERVAL = 0.2  # seconds between polls for new events
-ROW_COLUMNS = "seq, ts, type, accounts, payload, prev_hash, hash, length(message)"
 
 
 class Filters(msgspec.Struct, frozen=True, kw_only=True):
@@ -62,20 +61,7 @@ def read_page(
     """Matching rows with ``after < seq <= upto``, at most ``limit``, in order."""
     where, params = filters.sql()
     sql = f"SELECT {ROW_COLUMNS} FROM events WHERE seq > ? AND seq <= ?{where} ORDER BY seq LIMIT ?"
-    rows = conn.execute(sql, [after, upto, *params, limit]).fetchall()
-    return [
-        Row(
-            seq=seq,
-            ts=ts,
-            type=type_,
-            accounts=tuple(msgspec.json.decode(accounts)),
-            payload=payload if isinstance(payload, str) else bytes(payload).decode("utf-8"),
-            prev_hash=prev_hash,
-            hash=hash_,
-            message_size=size,
-        )
-        for seq, ts, type_, accounts, payload, prev_hash, hash_, size in rows
-    ]
+    return [as_row(row) for row in conn.execute(sql, [after, upto, *params, limit])]
 
 
 def last_seq(conn: sqlite3.Connection) -> int:

@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from eventmail.cli.common import UserError, data_option
-from eventmail.cli.reading import reading_log
+from eventmail.cli.reading import reading_log, record_at
 from eventmail.cli.render import Row, show_text
 
 
@@ -29,7 +29,7 @@ def show(data: Path, raw: bool, seq: int) -> None:
       eventmail show 42 --raw > message.eml
     """
     with reading_log(data) as log:
-        record = log.read(seq)
+        record = record_at(log.connection, seq)
         if record is None:
             head = log.head().seq
             holds = f"seq 1 to {head}" if head else "no events yet"

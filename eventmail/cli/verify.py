@@ -2,7 +2,8 @@
 
 Three checks, in this order; the first failure is reported as one line:
 
-1. the hash chain (``store.chain.verify_chain``), streamed over every record:
+1. the hash chain (``store.chain.verify_chain``), streamed over every record
+   (read tolerantly, so a column of the wrong type is reported, not a crash):
    sequence, links, schema of each payload, message digests, hashes, and
    optionally an expected head recorded earlier (detects truncation/rollback);
 2. the ``event_accounts`` index agrees with each event's accounts (``log --account``
@@ -22,7 +23,7 @@ from pathlib import Path
 import click
 
 from eventmail.cli.common import UserError, data_option
-from eventmail.cli.reading import reading_log
+from eventmail.cli.reading import reading_log, records
 from eventmail.store import Head
 from eventmail.store.chain import VerifyResult, verify_chain
 from eventmail.store.sqlite import SCHEMA, SCHEMA_VERSION
@@ -132,7 +133,7 @@ def verify(data: Path, expect_head: Head | None) -> None:
     SEQ:HASH` proves the log was not cut back or rewritten since.
     """
     with reading_log(data) as log:
-        result = verify_chain(log.read_after(0), expect_head)
+        result = verify_chain(records(log.connection), expect_head)
         if result.error is not None:
             raise UserError(f"verify failed at seq {first_bad_seq(result)}: {result.error.reason}")
         conn = log.connection
