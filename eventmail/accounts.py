@@ -20,6 +20,8 @@ ACCOUNT_EVENT_TYPES = ("AccountCreated", "PasswordChanged", "AccountRemoved")
 
 # scrypt cost: about 16 MiB and tens of milliseconds per check.
 SCRYPT_N, SCRYPT_R, SCRYPT_P = 2**14, 8, 1
+# A stored hash naming a higher cost is refused, not computed: it could take hours.
+MAX_SCRYPT_N, MAX_SCRYPT_R, MAX_SCRYPT_P = 2**17, 32, 16
 MAX_PASSWORD_BYTES = 1024
 
 
@@ -59,15 +61,21 @@ def hash_password(password: str, *, salt: bytes | None = None) -> str:
 def verify_password(password: str, stored: str) -> bool:
     try:
         scheme, n, r, p, salt, digest = stored.split("$")
-        if scheme != "scrypt":
+        cost_n, cost_r, cost_p = int(n), int(r), int(p)
+        if scheme != "scrypt" or not (
+            cost_n <= MAX_SCRYPT_N and cost_r <= MAX_SCRYPT_R and cost_p <= MAX_SCRYPT_P
+        ):
             return False
-        expected = base64.b64decode(digest)
+        expected = base64.b64decode(digest, validate=True)
+        if not expected:
+            return False
         actual = hashlib.scrypt(
             password.encode("utf-8"),
-            salt=base64.b64decode(salt),
-            n=int(n),
-            r=int(r),
-            p=int(p),
+            salt=base64.b64decode(salt, validate=True),
+            n=cost_n,
+            r=cost_r,
+            p=cost_p,
+            maxmem=256 * 1024 * 1024,
             dklen=len(expected),
         )
     except (ValueError, TypeError):
