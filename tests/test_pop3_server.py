@@ -11,7 +11,7 @@ from eventmail.events import AuthenticationFailed, MailboxFetched, MailboxReset
 from eventmail.pop3 import replies
 from eventmail.pop3.backend import MailboxMessage
 from eventmail.pop3.memory import MemoryPop3Backend
-from eventmail.pop3.server import Pop3Server, is_loopback, peer_host
+from eventmail.pop3.server import OPEN_MAILBOX_TIMEOUT, Pop3Server, is_loopback, peer_host
 
 HOST = "mail.test"
 PEER = "127.0.0.1:40000"
@@ -421,3 +421,29 @@ def test_peer_parsing():
     assert peer_host("[::1]:110") == "::1"
     assert is_loopback("::1") and is_loopback("127.1.2.3")
     assert not is_loopback("10.0.0.1") and not is_loopback("not an address")
+
+
+class StuckProjection(MemoryPop3Backend):
+    async def open_mailbox(self, account: str) -> list[MailboxMessage]:
+        if account == "jjordan":
+            await trio.sleep_forever()
+        raise OSError("spool index unreadable")
+
+
+async def test_login_gives_up_on_a_stuck_or_broken_projection(
+    autojump_clock: trio.testing.MockClock,
+):
+    backend = StuckProjection({"jjordan": "secret", "ana": "hola"})
+    server = make_server(backend)
+    async with trio.open_nursery() as nursery:
+        wire = await connect(nursery, server)
+        start = trio.current_time()
+        await login(wire)
+        await wire.expect(replies.MAILBOX_UNAVAILABLE)
+        assert trio.current_time() - start == pytest.approx(OPEN_MAILBOX_TIMEOUT)
+        assert server.locked == set()  # the lock is not held by a session that got -ERR
+        await login(wire, "ana", "hola")
+        await wire.expect(replies.MAILBOX_UNAVAILABLE)
+        wire.send(b"QUIT\r\n")
+        await wire.expect(replies.BYE)
+    assert server.locked == set()

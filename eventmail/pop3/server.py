@@ -37,6 +37,9 @@ log = logging.getLogger("eventmail.pop3")
 RECEIVE_SIZE = 65536
 PLAINTEXT_POLICIES = ("always", "loopback", "never")
 MAX_TRACKED_PEERS = 10_000  # failed-login counters kept; the oldest are forgotten
+# A login waits for the projection to catch up; a stuck projection must not hold the
+# mailbox lock for ever (the client is not being read meanwhile, so a hang-up goes unseen).
+OPEN_MAILBOX_TIMEOUT = 60.0
 # accept() errors that mean "out of resources for now": wait and retry, as trio does.
 _ACCEPT_OVERLOAD = {errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.ENOBUFS}
 
@@ -301,10 +304,15 @@ class _Session:
             log.warning("could not record a failed POP3 login from %s: %s", self.peer, exc)
 
     async def _open_mailbox(self, conn: Pop3Connection, request: OpenMailbox) -> None:
+        messages = None
         try:
-            messages = await self.server.backend.open_mailbox(request.account)
+            with trio.move_on_after(OPEN_MAILBOX_TIMEOUT):
+                messages = await self.server.backend.open_mailbox(request.account)
+            problem = "timed out waiting for the projection" if messages is None else ""
         except (OSError, LogWriteError) as exc:
-            log.warning("cannot open the mailbox of %s: %s", request.account, exc)
+            problem = str(exc)
+        if messages is None:
+            log.warning("cannot open the mailbox of %s: %s", request.account, problem)
             self.server.locked.discard(request.account)
             self.account = None
             conn.mailbox_unavailable()
