@@ -24,7 +24,13 @@ from eventmail import events
 from eventmail.events import AccountCreated, AccountRemoved, MailboxReset, MessageAccepted
 from eventmail.store.base import Record, parse_ts
 from projections.layout import is_account_name
-from projections.spoolformat import IndexEntry, pop3_message, spool_entry, uidl
+from projections.spoolformat import (
+    IndexEntry,
+    delivery_body,
+    entry_from_body,
+    pop3_octets,
+    uidl,
+)
 
 
 class Deliver(msgspec.Struct, frozen=True):
@@ -86,14 +92,11 @@ class SpoolFold:
             if account in seen or not is_account_name(account):
                 continue
             seen.add(account)
-            entry = spool_entry(
-                mail_from=accepted.mail_from,
-                ts=ts,
-                delivered_to=recipient.address,
-                message_crlf=message,
+            body = delivery_body(
+                mail_from=accepted.mail_from, delivered_to=recipient.address, message_crlf=message
             )
-            octets = len(pop3_message(entry))
-            actions.append(Deliver(account, record.seq, entry, octets, stable_id))
+            entry = entry_from_body(accepted.mail_from, ts, body)
+            actions.append(Deliver(account, record.seq, entry, pop3_octets(body), stable_id))
         return actions
 
     def _time(self, text: str) -> datetime:

@@ -20,8 +20,10 @@ from datetime import datetime
 
 import msgspec
 
-_FROM_QUOTED = re.compile(rb"^(>*From )", re.MULTILINE)
-_FROM_UNQUOTE = re.compile(rb"^>(>*From )", re.MULTILINE)
+# Matched after a newline rather than with ^ and MULTILINE: the regex engine then
+# looks for the newline literal instead of trying every position (5x faster).
+_FROM_QUOTED = re.compile(rb"\n(>*From )")
+_FROM_UNQUOTE = re.compile(rb"\n>(>*From )")
 _WHITESPACE = re.compile(r"\s")
 
 
@@ -37,24 +39,41 @@ def from_line(mail_from: str, ts: datetime) -> bytes:
 
 
 def quote_body(message_lf: bytes) -> bytes:
-    if b"From " not in message_lf:  # the common case: nothing to quote, skip the regex
+    """Give every line matching ``^>*From `` one more ``>`` (mboxrd)."""
+    if b"From " not in message_lf:  # the common case: nothing to quote
         return message_lf
-    return _FROM_QUOTED.sub(rb">\1", message_lf)
+    return _FROM_QUOTED.sub(b"\n>\\1", b"\n" + message_lf)[1:]
 
 
 def unquote_body(quoted_lf: bytes) -> bytes:
+    """Take one ``>`` off every line matching ``^>+From `` (the inverse of quote_body)."""
     if b"From " not in quoted_lf:
         return quoted_lf
-    return _FROM_UNQUOTE.sub(rb"\1", quoted_lf)
+    return _FROM_UNQUOTE.sub(b"\n\\1", b"\n" + quoted_lf)[1:]
 
 
-def spool_entry(*, mail_from: str, ts: datetime, delivered_to: str, message_crlf: bytes) -> bytes:
-    """The bytes appended to a spool for one delivered message."""
+def delivery_body(*, mail_from: str, delivered_to: str, message_crlf: bytes) -> bytes:
+    """The delivered message before quoting: delivery headers + message, LF, newline-ended."""
     header = f"Return-Path: <{mail_from}>\nDelivered-To: {delivered_to}\n".encode()
     body = header + message_crlf.replace(b"\r\n", b"\n")
     if not body.endswith(b"\n"):
         body += b"\n"
-    return from_line(mail_from, ts) + quote_body(body) + b"\n"
+    return body
+
+
+def entry_from_body(mail_from: str, ts: datetime, body_lf: bytes) -> bytes:
+    return from_line(mail_from, ts) + quote_body(body_lf) + b"\n"
+
+
+def pop3_octets(body_lf: bytes) -> int:
+    """len(pop3_message(entry)) for the entry made from ``body_lf``, without building it."""
+    return len(body_lf) + body_lf.count(b"\n")
+
+
+def spool_entry(*, mail_from: str, ts: datetime, delivered_to: str, message_crlf: bytes) -> bytes:
+    """The bytes appended to a spool for one delivered message."""
+    body = delivery_body(mail_from=mail_from, delivered_to=delivered_to, message_crlf=message_crlf)
+    return entry_from_body(mail_from, ts, body)
 
 
 def pop3_message(entry: bytes) -> bytes:
