@@ -145,7 +145,7 @@ class SmtpServer:
         """Serve one connection to its end; never raises for the client's sake."""
         if self.shutting_down or len(self._sessions) >= self.config.max_connections:
             refusal = replies.SHUTTING_DOWN if self.shutting_down else replies.TOO_MANY_CONNECTIONS
-            await _farewell(stream, refusal)
+            await _farewell(stream, refusal.encode())
             await trio.aclose_forcefully(stream)
             return
         session = _Session(self, stream, peer)
@@ -156,13 +156,13 @@ class SmtpServer:
             with session.scope:
                 await session.run()
             if session.scope.cancelled_caught:
-                await _farewell(stream, replies.SHUTTING_DOWN)
+                await _farewell(stream, session.unsent() + replies.SHUTTING_DOWN.encode())
         except (trio.BrokenResourceError, trio.ClosedResourceError, _Hangup):
             pass  # the client went away
         except Exception as exc:
             _log(f"internal error with {peer}: {exc!r}")
             traceback.print_exc(file=sys.stderr)
-            await _farewell(stream, replies.INTERNAL_ERROR)
+            await _farewell(stream, session.unsent() + replies.INTERNAL_ERROR.encode())
         finally:
             self._sessions.discard(session)
             if not self._sessions:
@@ -187,13 +187,13 @@ class SmtpServer:
             await self._no_sessions.wait()
 
 
-async def _farewell(stream: trio.abc.Stream, reply: Reply) -> None:
-    """Best effort: one last reply before closing."""
+async def _farewell(stream: trio.abc.Stream, data: bytes) -> None:
+    """Best effort: the last replies before closing."""
     with trio.move_on_after(FAREWELL_TIMEOUT):
         with contextlib.suppress(
             trio.BrokenResourceError, trio.ClosedResourceError, trio.BusyResourceError
         ):
-            await stream.send_all(reply.encode())
+            await stream.send_all(data)
 
 
 class _Session:
@@ -208,6 +208,12 @@ class _Session:
         self.core = SmtpProtocol(server.config, hostname=server.hostname, domains=server.domains)
         self._out = bytearray()
         self._audited = 0
+
+    def unsent(self) -> bytes:
+        """Replies not yet written (the session ended before it could flush them)."""
+        data = bytes(self._out)
+        self._out.clear()
+        return data
 
     def wake_if_idle(self) -> None:
         if self._wake is not None:
