@@ -42,7 +42,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from eventmail.events import MessageAccepted, Recipient  # noqa: E402
+from eventmail.events import MailboxFetched, MessageAccepted, Recipient  # noqa: E402
 from eventmail.store import Append, SQLiteLog  # noqa: E402
 
 USER = "bench"
@@ -142,6 +142,19 @@ def inject(data: Path, messages: list[bytes]) -> None:
                 batch = []
         if batch:
             log.append(batch)
+    finally:
+        log.close()
+
+
+def commit_latency(data: Path, count: int = 500) -> float:
+    """Seconds per durable one-event append to a log on the same disk: the floor per RETR."""
+    log = SQLiteLog(data / "latency.db")
+    event = MailboxFetched(account=USER, message_seq=1, uidl="1.x", command="RETR", peer="-")
+    try:
+        start = time.perf_counter()
+        for _ in range(count):
+            log.append([Append(event)])
+        return (time.perf_counter() - start) / count
     finally:
         log.close()
 
@@ -318,7 +331,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--messages", type=int, default=2000)
     parser.add_argument("--size", type=int, default=4096, help="octets per message")
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--skip-dovecot", action="store_true")
     options = parser.parse_args()
 
@@ -343,7 +356,12 @@ def main() -> None:
             with dovecot_server(tmp / "dovecot", spool) as port:
                 theirs = measure("dovecot", port, PASSWORD, options.messages, options.rounds)
 
+        latency = commit_latency(tmp)
     print()
+    print(
+        f"one durable append (what every RETR waits for): {latency * 1000:.3f} ms, "
+        f"so at most {1 / latency:,.0f} RETR/s per session"
+    )
     print(f"eventmail: {max(ours):10,.0f} messages/s (median {statistics.median(ours):,.0f})")
     if theirs:
         print(
