@@ -28,9 +28,11 @@ SECOND = b"From: ana@localhost\r\nSubject: second\r\n\r\nsecond body\r\n"
 
 
 @asynccontextmanager
-async def in_process_server(backend: MemoryPop3Backend) -> AsyncIterator[int]:
+async def in_process_server(
+    backend: MemoryPop3Backend, config: Pop3Config | None = None
+) -> AsyncIterator[int]:
     """A Pop3Server on 127.0.0.1 port 0 in this process; yields the port."""
-    server = Pop3Server(Pop3Config(), backend=backend, hostname="mail.test")
+    server = Pop3Server(config or Pop3Config(), backend=backend, hostname="mail.test")
     listeners = await trio.open_tcp_listeners(0, host="127.0.0.1")
     port = listeners[0].socket.getsockname()[1]
     async with trio.open_nursery() as nursery:
@@ -92,7 +94,8 @@ async def test_poplib_sees_the_same_error_for_unknown_user_and_bad_password() ->
         finally:
             client.close()
 
-    async with in_process_server(backend) as port:
+    fast = Pop3Config(login_delay_base=0.01, login_delay_max=0.01)  # real clock here
+    async with in_process_server(backend, fast) as port:
         unknown = await trio.to_thread.run_sync(attempt, "nobody", "secret")
         wrong = await trio.to_thread.run_sync(attempt, "jjordan", "nope")
     assert unknown == wrong == str(b"-ERR [AUTH] invalid user name or password")
