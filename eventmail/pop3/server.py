@@ -197,10 +197,6 @@ class Pop3Server:
     def login_succeeded(self, peer: str) -> None:
         self._failures.pop(peer_host(peer), None)
 
-    @property
-    def closing(self) -> bool:
-        return self._closing
-
 
 class _Session:
     """The shell's side of one connection: the loop that drives a ``Pop3Connection``."""
