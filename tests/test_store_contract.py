@@ -472,3 +472,29 @@ def test_sqlite_second_connection_sees_committed_appends(sqlite_log: SQLiteLog) 
         assert sqlite_log.head() == Head(3, more[0].hash)
     finally:
         other.close()
+
+
+def test_sqlite_open_while_another_connection_holds_a_fresh_file(tmp_path: Path) -> None:
+    """Switching a new file to WAL needs it unlocked: a clear LogBusy, not a raw error."""
+    path = tmp_path / "events.db"
+    holder = raw(path)
+    try:
+        holder.execute("BEGIN IMMEDIATE")
+        holder.execute("CREATE TABLE scratch (x)")
+        with pytest.raises(LogBusy, match="locked"):
+            SQLiteLog(path, busy_timeout=0.05)
+        holder.execute("ROLLBACK")
+    finally:
+        holder.close()
+    log = SQLiteLog(path, busy_timeout=0.05)
+    try:
+        assert log.connection.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        assert log.append([account("a")])[0].seq == 1
+    finally:
+        log.close()
+
+
+def test_sqlite_open_of_an_unusable_path_is_log_unavailable(tmp_path: Path) -> None:
+    (tmp_path / "events.db").write_bytes(b"this is not a database, just some text" * 100)
+    with pytest.raises(LogUnavailable):
+        SQLiteLog(tmp_path / "events.db")

@@ -47,6 +47,18 @@ log.append([Append(AccountCreated(name=sys.argv[2], password_hash="scrypt$1$1$1$
 log.close()
 """
 
+# Opens (and so creates) the log the moment it reads "go", then appends one event.
+OPENER = """
+import sys
+from eventmail.events import AccountCreated
+from eventmail.store import Append, SQLiteLog
+print("ready", flush=True)
+sys.stdin.readline()
+log = SQLiteLog(sys.argv[1])
+log.append([Append(AccountCreated(name=sys.argv[2], password_hash="scrypt$1$1$1$AA==$AA=="))])
+log.close()
+"""
+
 PER_PROCESS = 150
 TRIO_TASKS, PER_TASK = 10, 15
 IN_TRIO = TRIO_TASKS * PER_TASK
@@ -145,6 +157,41 @@ async def test_two_processes_and_the_committer_append_at_once(tmp_path: Path) ->
     assert result.ok, result.error
     assert result.head == log.head()
     log.close()
+
+
+async def test_processes_creating_a_fresh_log_at_once_all_succeed(tmp_path: Path) -> None:
+    """Two processes may be first to open a new events.db (serve and the CLI)."""
+    rounds, openers = 3, 4
+    for round_ in range(rounds):
+        path = tmp_path / f"fresh{round_}.db"
+        procs = [
+            await trio.lowlevel.open_process(
+                [sys.executable, "-c", OPENER, str(path), f"user{i}"],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+            )
+            for i in range(openers)
+        ]
+        try:
+            with trio.fail_after(120):  # a guard against a hung child, not a timing assertion
+                for proc in procs:
+                    assert proc.stdout is not None
+                    assert await read_line(proc.stdout, bytearray()) == b"ready"
+                for proc in procs:
+                    assert proc.stdin is not None
+                    await proc.stdin.send_all(b"go\n")
+                codes = [await proc.wait() for proc in procs]
+        finally:
+            for proc in procs:
+                if proc.returncode is None:
+                    proc.kill()
+                    await proc.wait()
+        assert codes == [0] * openers
+        log = SQLiteLog(path)
+        records = list(log.read_after(0))
+        assert sorted(r.event.name for r in records) == [f"user{i}" for i in range(openers)]
+        assert verify_chain(records).ok
+        log.close()
 
 
 # --- noticing appends from elsewhere ------------------------------------------------------

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
+import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 
@@ -137,9 +138,33 @@ class SQLiteLog:
             )
         self._conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout * 1000)}")
         if not readonly:
-            self._conn.execute("PRAGMA journal_mode = WAL")
-            self._conn.execute("PRAGMA synchronous = FULL")
-            self._create_schema()
+            try:
+                self._enable_wal(busy_timeout)
+                self._conn.execute("PRAGMA synchronous = FULL")
+                self._create_schema()
+            except BaseException:
+                self._conn.close()
+                raise
+
+    def _enable_wal(self, busy_timeout: float) -> None:
+        """Switch to WAL, retrying while another process is creating the same file.
+
+        SQLite does not call the busy handler for this change, so two processes
+        opening a fresh log at once would otherwise fail with "database is locked".
+        """
+        deadline = time.monotonic() + busy_timeout
+        delay = 0.001
+        while True:
+            try:
+                self._conn.execute("PRAGMA journal_mode = WAL")
+                return
+            except sqlite3.Error as exc:
+                if not _is_busy(exc):
+                    raise LogUnavailable(str(exc)) from exc
+                if time.monotonic() >= deadline:
+                    raise LogBusy(str(exc)) from exc
+            time.sleep(delay)
+            delay = min(delay * 2, 0.05)
 
     def _create_schema(self) -> None:
         try:
