@@ -14,8 +14,6 @@ dropped, never buffered.
 
 from __future__ import annotations
 
-import re
-
 import msgspec
 
 from eventmail.smtp import replies
@@ -35,7 +33,6 @@ class DataReader:
     def __init__(self, *, max_size: int, max_line: int) -> None:
         self._max_size = max_size
         self._max_line = max_line  # octets per line including CRLF
-        self._long_line = re.compile(rb"[^\n]{%d,}" % max_line)
         self._partial = b""  # the incomplete last line
         self._parts: list[bytes] = []
         self._size = 0  # octets kept (unstuffed)
@@ -81,7 +78,7 @@ class DataReader:
         crlf = lines.count(b"\r\n")
         if lines.count(b"\n") != crlf or lines.count(b"\r") != crlf:
             self._refuse(replies.BARE_CR_LF_IN_DATA)
-        elif len(lines) >= self._max_line and self._long_line.search(lines):
+        elif len(lines) >= self._max_line and _longest_line(lines) > self._max_line:
             self._refuse(replies.TEXT_LINE_TOO_LONG)
         else:
             unstuffed = (b"\n" + lines).replace(b"\n.", b"\n")[1:]
@@ -115,3 +112,8 @@ class DataReader:
         self._after_crlf = lf > 0 and lines[lf - 1] == 0x0D
         self._in_long_line = False
         return lines[lf + 1 :]
+
+
+def _longest_line(lines: bytes) -> int:
+    """Octets of the longest line, its LF included (C-speed, unlike a regex scan)."""
+    return max(map(len, lines.split(b"\n"))) + 1

@@ -13,6 +13,7 @@ import base64
 import contextlib
 import errno
 import hashlib
+import math
 import secrets
 import socket
 import sys
@@ -38,7 +39,6 @@ from eventmail.smtp.protocol import (
     State,
 )
 from eventmail.smtp.received import received_header
-from eventmail.smtp.replies import Reply
 from eventmail.store.base import LogWriteError, Record
 
 RECEIVE_SIZE = 64 * 1024
@@ -203,8 +203,13 @@ class _Session:
         self.server = server
         self.stream = stream
         self.peer = peer
-        self.scope = trio.CancelScope()
-        self._wake: trio.CancelScope | None = None  # set while waiting for a command
+        self.scope = trio.CancelScope()  # cancelled when the shutdown grace runs out
+        # One long-lived scope times every read and write (cheaper than a scope per
+        # call); shutdown cancels it to wake a session waiting for a command.
+        self._io = trio.CancelScope()
+        self._idle = False  # waiting for a command: shutdown may interrupt
+        self._woken = False
+        self._sending = False
         self.core = SmtpProtocol(server.config, hostname=server.hostname, domains=server.domains)
         self._out = bytearray()
         self._audited = 0
@@ -216,10 +221,20 @@ class _Session:
         return data
 
     def wake_if_idle(self) -> None:
-        if self._wake is not None:
-            self._wake.cancel()
+        if self._idle:
+            self._woken = True
+            self._io.cancel()
 
     async def run(self) -> None:
+        with self._io:
+            await self._converse()
+        if self._io.cancelled_caught:
+            if self._sending:
+                raise _Hangup  # the client stopped reading; a 421 would not get through
+            reply = replies.SHUTTING_DOWN if self._woken else replies.TIMEOUT
+            await _farewell(self.stream, self.unsent() + reply.encode())
+
+    async def _converse(self) -> None:
         core = self.core
         while True:
             event = core.next_event()
@@ -246,11 +261,12 @@ class _Session:
                 raise ProtocolMisuse(f"unexpected protocol event {event!r}")
 
     async def _receive(self) -> bytes:
-        """The next bytes; b"" at end of input, timeout or shutdown (after a 421)."""
+        """The next bytes; b"" at the end of input or at shutdown (after a 421)."""
         config = self.server.config
         in_data = self.core.state is State.DATA
         if self.server.shutting_down and not in_data:
-            await self._send_now(replies.SHUTTING_DOWN)
+            self._out += replies.SHUTTING_DOWN.encode()
+            await self._flush()
             return b""
         if in_data:
             timeout = config.data_block_timeout
@@ -258,31 +274,26 @@ class _Session:
             timeout = config.command_timeout
         else:
             timeout = config.idle_timeout
-        with trio.move_on_after(timeout):
-            with trio.CancelScope() as wake:
-                self._wake = None if in_data else wake
-                try:
-                    return await self.stream.receive_some(RECEIVE_SIZE)
-                finally:
-                    self._wake = None
-            await self._send_now(replies.SHUTTING_DOWN)  # woken by shutdown
-            return b""
-        await self._send_now(replies.TIMEOUT)
-        return b""
-
-    async def _send_now(self, reply: Reply) -> None:
-        self._out += reply.encode()
-        await self._flush()
+        self._io.deadline = trio.current_time() + timeout
+        self._idle = not in_data
+        try:
+            return await self.stream.receive_some(RECEIVE_SIZE)
+        finally:
+            self._idle = False
+            self._io.deadline = math.inf
 
     async def _flush(self) -> None:
         if not self._out:
             return
         data = bytes(self._out)
         self._out.clear()
-        with trio.move_on_after(self.server.config.command_timeout) as timer:
+        self._io.deadline = trio.current_time() + self.server.config.command_timeout
+        self._sending = True
+        try:
             await self.stream.send_all(data)
-        if timer.cancelled_caught:
-            raise _Hangup
+        finally:
+            self._sending = False
+            self._io.deadline = math.inf
 
     async def _store(self, complete: MessageComplete) -> None:
         server, envelope = self.server, complete.envelope
