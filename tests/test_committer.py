@@ -174,6 +174,29 @@ async def test_message_bytes_pass_through() -> None:
     assert stored is not None and stored.message == b"\x00\xffraw"
 
 
+async def test_inline_commits_leave_a_mock_clock_alone(autojump_clock: trio.abc.Clock) -> None:
+    """With in_thread=False no worker thread runs, so virtual time cannot jump mid-commit."""
+    committer = GroupCommitter(MemoryLog(), in_thread=False)
+    seqs: list[int] = []
+
+    async def appender(n: int) -> None:
+        for i in range(5):
+            seqs.append((await committer.append(fetched(n * 5 + i))).seq)
+
+    async with trio.open_nursery() as nursery:
+        await nursery.start(committer.run)
+        start = trio.current_time()
+        with trio.move_on_after(1) as timer:
+            async with trio.open_nursery() as appenders:
+                for n in range(20):
+                    appenders.start_soon(appender, n)
+        assert not timer.cancelled_caught
+        assert trio.current_time() == start
+        nursery.cancel_scope.cancel()
+    assert sorted(seqs) == list(range(1, 101))
+    assert committer.statistics().largest_batch > 1
+
+
 # --- failures ---------------------------------------------------------------------------
 
 
@@ -182,9 +205,8 @@ async def test_message_bytes_pass_through() -> None:
     [
         (LogBusy("database is locked"), LogBusy),
         (LogUnavailable("disk I/O error"), LogUnavailable),
-        (RuntimeError("backend bug"), LogUnavailable),
     ],
-    ids=["busy", "unavailable", "unexpected"],
+    ids=["busy", "unavailable"],
 )
 async def test_failed_batch_fails_every_caller_and_the_committer_goes_on(
     failure: Exception, expected: type[LogWriteError]
@@ -222,6 +244,70 @@ async def test_failed_batch_fails_every_caller_and_the_committer_goes_on(
     stats = committer.statistics()
     assert (stats.appends, stats.transactions, stats.failed_transactions) == (2, 2, 1)
     assert stats.largest_batch == 1
+
+
+async def test_a_bad_event_fails_only_its_own_caller() -> None:
+    log = GatedLog(MemoryLog())
+    committer = GroupCommitter(log)
+    results: dict[str, Record | LogWriteError] = {}
+    # Not encodable: the payload cannot be serialized, so sealing the batch fails.
+    bad = AccountCreated(name="bad", password_hash=object())  # type: ignore[arg-type]
+
+    async def caller(name: str) -> None:
+        try:
+            results[name] = await committer.append(bad if name == "bad" else created(name))
+        except LogWriteError as exc:
+            results[name] = exc
+
+    good = [f"g{i}" for i in range(9)]
+    async with trio.open_nursery() as nursery:
+        await nursery.start(committer.run)
+        log.gate.clear()
+        async with trio.open_nursery() as callers:
+            callers.start_soon(caller, "first")
+            await trio.testing.wait_all_tasks_blocked()
+            for name in [*good[:4], "bad", *good[4:]]:
+                callers.start_soon(caller, name)
+                await trio.testing.wait_all_tasks_blocked()  # keep the queue in this order
+            log.gate.set()
+        nursery.cancel_scope.cancel()
+
+    # The batch of ten failed as a whole, then each was committed on its own.
+    assert log.batches == [1, 10] + [1] * 10
+    error = results["bad"]
+    assert isinstance(error, LogUnavailable) and "TypeError" in str(error)
+    assert names(log) == ["first", *good]
+    assert [results[name].seq for name in good] == list(range(2, 11))  # type: ignore[union-attr]
+    stats = committer.statistics()
+    assert (stats.appends, stats.transactions, stats.failed_transactions) == (10, 10, 2)
+    assert verify_chain(log.read_after(0)).ok
+
+
+class BrokenLog(MemoryLog):
+    def append(self, batch: Sequence[Append]) -> list[Record]:
+        raise RuntimeError("backend bug")
+
+
+async def test_a_broken_backend_fails_every_caller_without_hanging() -> None:
+    log = BrokenLog()
+    committer = GroupCommitter(log)
+    errors: list[LogWriteError] = []
+
+    async def caller(n: int) -> None:
+        with pytest.raises(LogUnavailable, match="RuntimeError: backend bug") as info:
+            await committer.append(fetched(n))
+        errors.append(info.value)
+
+    async with trio.open_nursery() as nursery:
+        await nursery.start(committer.run)
+        async with trio.open_nursery() as callers:
+            for n in range(20):
+                callers.start_soon(caller, n)
+        await caller(20)  # the committer is still there
+        nursery.cancel_scope.cancel()
+    assert len(errors) == 21
+    assert log.head().seq == 0
+    assert committer.statistics().appends == 0
 
 
 # --- cancellation and shutdown ------------------------------------------------------------
