@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import trio
 import trio.testing
 
@@ -304,3 +305,8 @@ async def test_committer_appends_are_noticed_by_a_watcher_on_another_connection(
     assert head == Head(record.seq, record.hash)
     writer.close()
     reader.close()
+
+
+def test_watcher_refuses_a_poll_interval_that_is_not_positive() -> None:
+    with pytest.raises(ValueError, match="poll_interval"):
+        HeadWatcher(MemoryLog(), poll_interval=0)
