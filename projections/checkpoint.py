@@ -46,7 +46,9 @@ def load(spool_dir: Path) -> Checkpoint | None:
         return None
 
 
-def save(spool_dir: Path, checkpoint: Checkpoint, fault: Fault = no_fault) -> None:
+def save(
+    spool_dir: Path, checkpoint: Checkpoint, fault: Fault = no_fault, *, durable: bool = True
+) -> None:
     path = spool_dir / CHECKPOINT
     temp = spool_dir / TEMP_NAME
     data = _encoder.encode(checkpoint)
@@ -55,11 +57,13 @@ def save(spool_dir: Path, checkpoint: Checkpoint, fault: Fault = no_fault) -> No
         file.write(data)
         file.flush()
         fault("checkpoint.fsync")
-        os.fsync(file.fileno())
+        if durable:
+            os.fsync(file.fileno())
     fault("checkpoint.rename")
     os.replace(temp, path)
     fault("checkpoint.dirsync")
-    fsync_dir(spool_dir)
+    if durable:
+        fsync_dir(spool_dir)
 
 
 def fsync_dir(path: Path) -> None:

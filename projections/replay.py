@@ -122,7 +122,9 @@ def rebuild(
         shutil.rmtree(work)
     source: EventLog = log if until is None else BoundedLog(log, until)
     try:
-        projector = Projector(work, source, batch_size=batch)
+        # A work directory is discarded if the replay dies, so it needs no fsync
+        # until it is complete: then everything is synced once, before the swap.
+        projector = Projector(work, source, batch_size=batch, durable=False)
         projector.recover()
         while True:
             before = projector.applied_seq
@@ -132,6 +134,7 @@ def rebuild(
             if after == before:
                 break
         stats = projector.statistics()
+        projector.sync()
         swap_in(work, target)
     except BaseException:
         shutil.rmtree(work, ignore_errors=True)

@@ -16,7 +16,6 @@ created (``postmaster``) is spooled like any other.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime
 
 import msgspec
 
@@ -26,9 +25,9 @@ from eventmail.store.base import Record, parse_ts
 from projections.layout import is_account_name
 from projections.spoolformat import (
     IndexEntry,
-    delivery_body,
-    entry_from_body,
-    pop3_octets,
+    PreparedMessage,
+    delivery_header,
+    from_line,
     uidl,
 )
 
@@ -61,11 +60,15 @@ SPOOL_EVENT_TYPES = ("MessageAccepted", "AccountCreated", "MailboxReset", "Accou
 
 
 class SpoolFold:
-    """Turns records into actions. Holds only a one-entry cache of the last timestamp."""
+    """Turns records into actions.
+
+    Holds only caches of the current timestamp and its From_ lines (cleared when
+    the timestamp changes, so bounded by one append batch).
+    """
 
     def __init__(self) -> None:
         self._ts_text = ""
-        self._ts: datetime | None = None
+        self._from_lines: dict[str, bytes] = {}
 
     def actions(self, record: Record) -> list[Action]:
         if record.type not in SPOOL_EVENT_TYPES:
@@ -82,8 +85,8 @@ class SpoolFold:
         return []
 
     def _deliveries(self, record: Record, accepted: MessageAccepted) -> list[Action]:
-        ts = self._time(record.ts)
-        message = record.message or b""
+        prepared = PreparedMessage.of(record.message or b"")
+        first_line = self._from_line(accepted.mail_from, record.ts)
         stable_id = uidl(record.seq, accepted.sha256)
         seen: set[str] = set()
         actions: list[Action] = []
@@ -92,18 +95,19 @@ class SpoolFold:
             if account in seen or not is_account_name(account):
                 continue
             seen.add(account)
-            body = delivery_body(
-                mail_from=accepted.mail_from, delivered_to=recipient.address, message_crlf=message
-            )
-            entry = entry_from_body(accepted.mail_from, ts, body)
-            actions.append(Deliver(account, record.seq, entry, pop3_octets(body), stable_id))
+            header = delivery_header(accepted.mail_from, recipient.address)
+            entry, octets = prepared.entry(first_line, header)
+            actions.append(Deliver(account, record.seq, entry, octets, stable_id))
         return actions
 
-    def _time(self, text: str) -> datetime:
-        if text != self._ts_text or self._ts is None:
-            self._ts = parse_ts(text)
-            self._ts_text = text
-        return self._ts
+    def _from_line(self, mail_from: str, ts: str) -> bytes:
+        if ts != self._ts_text:
+            self._ts_text = ts
+            self._from_lines.clear()
+        line = self._from_lines.get(mail_from)
+        if line is None:
+            line = self._from_lines[mail_from] = from_line(mail_from, parse_ts(ts))
+        return line
 
 
 def without(entries: Sequence[IndexEntry], removed: frozenset[int]) -> list[tuple[int, IndexEntry]]:

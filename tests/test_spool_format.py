@@ -9,7 +9,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from projections.spoolformat import (
+    PreparedMessage,
     delivery_body,
+    delivery_header,
+    from_line,
     pop3_message,
     pop3_octets,
     quote_body,
@@ -46,3 +49,18 @@ def test_pop3_octets_is_the_size_pop3_sends(text: bytes, sender: str) -> None:
     assert pop3_message(entry) == body.replace(b"\n", b"\r\n")
     assert entry.endswith(b"\n\n")
     assert entry.count(b"\nFrom ") == 0
+    assert entry == from_line(sender, moment) + quote_body(body) + b"\n"
+
+
+@given(TEXT, st.sampled_from(["", "a@b", "x\nFrom y@z"]), st.sampled_from(["a@l", "\n>From b"]))
+def test_a_prepared_message_gives_the_same_entry_for_every_recipient(
+    text: bytes, sender: str, rcpt: str
+) -> None:
+    message = text.replace(b"\n", b"\r\n")
+    moment = datetime(2026, 11, 29, tzinfo=UTC)
+    prepared = PreparedMessage.of(message)
+    entry, octets = prepared.entry(from_line(sender, moment), delivery_header(sender, rcpt))
+    assert entry == spool_entry(
+        mail_from=sender, ts=moment, delivered_to=rcpt, message_crlf=message
+    )
+    assert octets == len(pop3_message(entry))
