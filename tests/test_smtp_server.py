@@ -149,9 +149,13 @@ async def test_250_only_after_the_commit() -> None:
         h.server.append = slow_append
         client = await h.connect()
 
+        bye = trio.Event()
+
         async def collect() -> None:
             while data := await client.stream.receive_some():
                 received.append(data)
+                if b"".join(received).endswith(replies.BYE.encode()):
+                    bye.set()
 
         h.nursery.start_soon(collect)
         await client.send(ENVELOPE + b"DATA\r\nhello\r\n.\r\n")
@@ -162,7 +166,7 @@ async def test_250_only_after_the_commit() -> None:
         assert h.events() == []
         release.set()
         await client.send(b"QUIT\r\n")
-        await trio.testing.wait_all_tasks_blocked()
+        await bye.wait()
     everything = b"".join(received)
     assert everything.endswith(replies.message_accepted("ID1").encode() + replies.BYE.encode())
     assert len(h.events(MessageAccepted)) == 1
@@ -210,6 +214,21 @@ async def test_data_timeout_stores_nothing(autojump_clock: trio.testing.MockCloc
         assert await client.rest() == replies.TIMEOUT.encode()
         assert trio.current_time() - start == pytest.approx(20.0)
     assert h.events() == []
+
+
+async def test_client_that_never_reads_is_dropped(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    async with harness(command_timeout=45.0) as h:
+        client_end, server_end = trio.testing.lockstep_stream_pair()
+        start = trio.current_time()
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(h.server.handle, server_end, PEER)
+        # handle() returned: the greeting could never be delivered.
+        assert trio.current_time() - start == pytest.approx(45.0)
+        assert h.server.connections == 0
+        with pytest.raises(trio.BrokenResourceError):
+            await client_end.send_all(b"NOOP\r\n")
 
 
 async def test_connection_cap() -> None:

@@ -244,9 +244,11 @@ class _Session:
                 core.recipient_checked(bool(self.server.is_local_account(event.account)))
             elif isinstance(event, MessageComplete):
                 await self._flush()
+                self._io.deadline = math.inf  # the log, not the client, sets this pace
                 await self._store(event)
             elif isinstance(event, RecipientRejected | MessageRejected):
                 await self._flush()
+                self._io.deadline = math.inf
                 await self._audit(event)
             elif isinstance(event, CloseConnection):
                 await self._flush()
@@ -280,7 +282,6 @@ class _Session:
             return await self.stream.receive_some(RECEIVE_SIZE)
         finally:
             self._idle = False
-            self._io.deadline = math.inf
 
     async def _flush(self) -> None:
         if not self._out:
@@ -288,12 +289,9 @@ class _Session:
         data = bytes(self._out)
         self._out.clear()
         self._io.deadline = trio.current_time() + self.server.config.command_timeout
-        self._sending = True
-        try:
-            await self.stream.send_all(data)
-        finally:
-            self._sending = False
-            self._io.deadline = math.inf
+        self._sending = True  # stays True if the send is cancelled: run() must not talk then
+        await self.stream.send_all(data)
+        self._sending = False
 
     async def _store(self, complete: MessageComplete) -> None:
         server, envelope = self.server, complete.envelope
