@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from eventmail.events import (
     AccountCreated,
@@ -259,6 +261,39 @@ def test_message_bytes_round_trip_exactly(log, body: bytes) -> None:
     assert type(stored.message) is bytes
     assert stored.message == body
     assert hashlib.sha256(stored.message).hexdigest() == stored.event.sha256
+
+
+batches = st.lists(
+    st.lists(
+        st.one_of(
+            st.builds(lambda body: message("ann", body), st.binary(max_size=600)),
+            st.builds(account, st.from_regex(r"[a-z0-9][a-z0-9._-]{0,20}", fullmatch=True)),
+        ),
+        min_size=1,
+        max_size=6,
+    ),
+    max_size=6,
+)
+
+
+@settings(max_examples=40, deadline=None)
+@given(script=batches)
+def test_any_batches_read_back_equal_and_chained(
+    tmp_path_factory: pytest.TempPathFactory, script: list[list[Append]]
+) -> None:
+    for log in (MemoryLog(), SQLiteLog(tmp_path_factory.mktemp("prop") / "events.db")):
+        try:
+            appended = [record for batch in script for record in log.append(batch)]
+            stored = list(log.read_after(0))
+            assert stored == appended
+            assert [r.seq for r in stored] == list(range(1, len(appended) + 1))
+            flat = [item for batch in script for item in batch]
+            assert [r.event for r in stored] == [item.event for item in flat]
+            assert [r.message for r in stored] == [item.message for item in flat]
+            assert verify_chain(stored).head == log.head()
+            assert verify_chain(stored).ok
+        finally:
+            log.close()
 
 
 def test_event_without_message_has_none(log) -> None:
