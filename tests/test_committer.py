@@ -21,6 +21,7 @@ from eventmail.store import (
     Record,
     SQLiteLog,
 )
+from eventmail.store import committer as committer_module
 from eventmail.store.chain import verify_chain
 from eventmail.store.committer import GroupCommitter
 
@@ -389,3 +390,24 @@ async def test_stopping_the_committer_finishes_the_batch_and_fails_the_queue() -
     assert isinstance(results["queued1"], LogUnavailable)
     assert isinstance(results["queued2"], LogUnavailable)
     assert names(log) == ["inflight"]
+
+
+@pytest.mark.parametrize("in_thread", [True, False])
+async def test_a_batch_taken_just_before_shutdown_is_still_committed(in_thread: bool) -> None:
+    """The committer can be told to stop after it took a batch but before committing it.
+
+    White-box: the append is handed straight to the waiting committer and the stop
+    is requested before the committer runs again, which no public call can time.
+    """
+    log = MemoryLog()
+    committer = GroupCommitter(log, in_thread=in_thread)
+    pending = committer_module._Pending(Append(created("a")))
+    async with trio.open_nursery() as run_nursery:
+        await run_nursery.start(committer.run)
+        await trio.testing.wait_all_tasks_blocked()  # the committer waits for appends
+        committer._send.send_nowait(pending)  # wakes it holding this append...
+        run_nursery.cancel_scope.cancel()  # ...and tells it to stop before it runs
+    assert pending.settled
+    assert pending.error is None
+    assert pending.record is not None and pending.record.seq == 1
+    assert names(log) == ["a"]

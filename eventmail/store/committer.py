@@ -87,7 +87,10 @@ class GroupCommitter:
                         batch.append(self._receive.receive_nowait())
                     except trio.WouldBlock:
                         break
-                await self._commit(batch)
+                # Shielded: these appends are off the queue, so stopping now would
+                # leave their callers waiting forever; the commit finishes first.
+                with trio.CancelScope(shield=True):
+                    await self._commit(batch)
         finally:
             self._running = False
             self._fail_queued()
