@@ -610,3 +610,33 @@ def test_long_lines_are_refused_with_bounded_buffering(length: int, cuts: list[i
     assert result.refusal == (replies.TEXT_LINE_TOO_LONG if length + 2 > 1000 else None)
     assert result.received == length + 2
     assert result.rest == b""
+
+
+# --- the Received: header (pure) -----------------------------------------------------------
+
+
+def test_received_header_for_ipv6_and_odd_helo() -> None:
+    from datetime import UTC, datetime
+
+    from eventmail.smtp.received import received_header
+    from eventmail.smtp.server import format_peer
+
+    peer = format_peer(("::1", 2525, 0, 0))
+    assert peer == "[::1]:2525"
+    header = received_header(
+        helo="bad (helo); name",
+        peer=peer,
+        hostname=HOST,
+        protocol="UTF8SMTP",
+        message_id="ABC",
+        recipient="jös@localhost",
+        date=datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC),
+    )
+    assert (
+        header
+        == (
+            "Received: from bad__helo__name ([IPv6:::1])\r\n"
+            f"\tby {HOST} (eventmail) with UTF8SMTP id ABC\r\n"
+            "\tfor <jös@localhost>; Fri, 02 Jan 2026 03:04:05 +0000\r\n"
+        ).encode()
+    )
