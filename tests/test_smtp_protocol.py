@@ -635,7 +635,7 @@ def test_received_header_for_ipv6_and_odd_helo() -> None:
     assert (
         header
         == (
-            "Received: from bad__helo__name ([IPv6:::1])\r\n"
+            "Received: from bad__helo___name ([IPv6:::1])\r\n"
             f"\tby {HOST} (eventmail) with UTF8SMTP id ABC\r\n"
             "\tfor <jös@localhost>; Fri, 02 Jan 2026 03:04:05 +0000\r\n"
         ).encode()
