@@ -22,6 +22,7 @@ directory). ``sync()`` then makes the whole directory durable at once.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import BinaryIO
 
@@ -80,12 +81,14 @@ class Projector:
         batch_size: int = DEFAULT_BATCH,
         fault: Fault | None = None,
         durable: bool = True,
+        owns: Callable[[str], bool] | None = None,
     ) -> None:
         self.spool_dir = Path(spool_dir)
         self._log = log
         self._batch_size = batch_size
         self._fault = fault or no_fault
         self._durable = durable
+        self._owns = owns  # None: every account; else only the accounts it accepts
         self._fold = SpoolFold()
         self._lengths: dict[str, tuple[int, int]] = {}
         self._seq = 0  # applied in memory (maybe not yet durable)
@@ -145,15 +148,7 @@ class Projector:
     def sync(self) -> None:
         """fsync every file and directory of the spool directory (after durable=False)."""
         self._close_all()
-        directories = [self.spool_dir]
-        for path in sorted(self.spool_dir.rglob("*")):
-            if path.is_dir():
-                directories.append(path)
-            else:
-                with open(path, "rb") as file:
-                    os.fsync(file.fileno())
-        for directory in reversed(directories):
-            fsync_dir(directory)
+        sync_tree(self.spool_dir)
 
     def statistics(self) -> ProjectorStatistics:
         head = self._log.head().seq
@@ -172,8 +167,15 @@ class Projector:
 
     def _apply_batch(self, limit: int) -> int:
         count = 0
+        owns = self._owns
         for record in self._log.read_after(self._seq, limit=limit):
-            for action in self._fold.actions(record):
+            if owns is None:
+                actions = self._fold.actions(record)
+            elif record.accounts and not any(map(owns, record.accounts)):
+                actions = []  # none of ours: skip the work (the chain vouches for the column)
+            else:
+                actions = [a for a in self._fold.actions(record) if owns(a.account)]
+            for action in actions:
                 match action:
                     case Deliver():
                         self._deliver(action)
@@ -366,6 +368,19 @@ class Projector:
             files.spool.close()
             files.index.close()
         self._open.clear()
+
+
+def sync_tree(root: Path) -> None:
+    """fsync every file and directory under ``root``, directories last."""
+    directories = [root]
+    for path in sorted(root.rglob("*")):
+        if path.is_dir():
+            directories.append(path)
+        else:
+            with open(path, "rb") as file:
+                os.fsync(file.fileno())
+    for directory in reversed(directories):
+        fsync_dir(directory)
 
 
 def _size(path: Path) -> int:

@@ -21,6 +21,7 @@ from pathlib import Path
 import msgspec
 
 from eventmail.store.base import Append, EventLog, Head, Record, format_ts
+from projections import parallel
 from projections.checkpoint import fsync_dir
 from projections.layout import CHECKPOINT
 from projections.projector import Projector
@@ -115,30 +116,62 @@ def rebuild(
     until: Until | None = None,
     batch: int = REPLAY_BATCH,
     progress: Callable[[int], None] | None = None,
+    workers: int = 1,
+    opener: parallel.Opener | None = None,
 ) -> ReplayResult:
-    """Project the whole log (or its prefix) into a fresh ``target``; swap it in."""
+    """Project the log (or its prefix) into a fresh ``target``; swap it in.
+
+    The replay stops at the head it finds when it starts (or earlier, as
+    ``until`` says). With ``workers`` > 1 and an ``opener`` (a picklable
+    callable opening the same log in another process), the accounts are
+    divided among that many processes.
+    """
     work = target.with_name(f"{target.name}.replay-{os.getpid()}")
     if work.exists():
         shutil.rmtree(work)
-    source: EventLog = log if until is None else BoundedLog(log, until)
+    bound = Until(seq=target_seq(log, until), ts=None if until is None else until.ts)
     try:
-        # A work directory is discarded if the replay dies, so it needs no fsync
-        # until it is complete: then everything is synced once, before the swap.
-        projector = Projector(work, source, batch_size=batch, durable=False)
-        projector.recover()
-        while True:
-            before = projector.applied_seq
-            after = projector.catch_up(max_events=batch)
-            if progress is not None:
-                progress(after)
-            if after == before:
-                break
-        stats = projector.statistics()
-        projector.sync()
+        if workers > 1 and opener is not None:
+            state = parallel.build(
+                opener,
+                work,
+                until_seq=bound.seq or 0,
+                until_ts=bound.ts,
+                batch=batch,
+                workers=workers,
+                progress=progress,
+            )
+            result = ReplayResult(
+                events=state.seq,
+                last_seq=state.seq,
+                accounts=len(state.accounts),
+                spool_bytes=sum(spool for spool, _ in state.accounts.values()),
+            )
+        else:
+            result = _build(BoundedLog(log, bound), work, batch, progress)
         swap_in(work, target)
     except BaseException:
         shutil.rmtree(work, ignore_errors=True)
         raise
+    return result
+
+
+def _build(
+    source: EventLog, work: Path, batch: int, progress: Callable[[int], None] | None
+) -> ReplayResult:
+    # A work directory is discarded if the replay dies, so it needs no fsync
+    # until it is complete: then everything is synced once, before the swap.
+    projector = Projector(work, source, batch_size=batch, durable=False)
+    projector.recover()
+    while True:
+        before = projector.applied_seq
+        after = projector.catch_up(max_events=batch)
+        if progress is not None:
+            progress(after)
+        if after == before:
+            break
+    stats = projector.statistics()
+    projector.sync()
     return ReplayResult(
         events=stats.events_applied,
         last_seq=stats.applied_seq,

@@ -61,6 +61,11 @@ def delivery_body(*, mail_from: str, delivered_to: str, message_crlf: bytes) -> 
     return body
 
 
+def crlf_to_lf(data: bytes) -> bytes:
+    """``data.replace(b"\\r\\n", b"\\n")``, faster for the many short lines of a message."""
+    return b"\n".join(data.split(b"\r\n"))
+
+
 def delivery_header(mail_from: str, delivered_to: str) -> bytes:
     return f"Return-Path: <{mail_from}>\nDelivered-To: {delivered_to}\n".encode()
 
@@ -82,7 +87,7 @@ class PreparedMessage(msgspec.Struct, frozen=True):
 
     @classmethod
     def of(cls, message_crlf: bytes) -> PreparedMessage:
-        lf = message_crlf.replace(b"\r\n", b"\n")
+        lf = crlf_to_lf(message_crlf)
         if lf and not lf.endswith(b"\n"):
             lf += b"\n"
         return cls(quote_body(lf), pop3_octets(lf))

@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 
 from projections.spoolformat import (
     PreparedMessage,
+    crlf_to_lf,
     delivery_body,
     delivery_header,
     from_line,
@@ -64,3 +65,8 @@ def test_a_prepared_message_gives_the_same_entry_for_every_recipient(
         mail_from=sender, ts=moment, delivered_to=rcpt, message_crlf=message
     )
     assert octets == len(pop3_message(entry))
+
+
+@given(st.binary(max_size=40) | TEXT.map(lambda t: t.replace(b"\n", b"\r\n")))
+def test_crlf_to_lf_is_replace(data: bytes) -> None:
+    assert crlf_to_lf(data) == data.replace(b"\r\n", b"\n")

@@ -9,6 +9,8 @@ never touches the live spools.
 
 from __future__ import annotations
 
+import functools
+import os
 import sys
 import time
 from collections.abc import Callable
@@ -18,8 +20,12 @@ import click
 
 from eventmail import datadir
 from eventmail.cli.common import UserError, data_option, open_log
-from eventmail.store import EventLog
+from eventmail.store import EventLog, SQLiteLog
 from projections import replay as replaying
+from projections.parallel import ParallelError
+
+PARALLEL_FROM = 20_000  # events; below this, starting worker processes costs more than it saves
+MAX_AUTO_JOBS = 4
 
 
 @click.command("replay")
@@ -37,7 +43,14 @@ from projections import replay as replaying
     type=click.Path(file_okay=False, path_type=Path),
     help="Write the spools to DIR instead of replacing the live ones.",
 )
-def replay(data: Path, until_text: str | None, into: Path | None) -> None:
+@click.option(
+    "--jobs",
+    type=click.IntRange(1, 64),
+    default=None,
+    help="Worker processes (accounts are divided among them) [default: one per CPU, up to "
+    f"{MAX_AUTO_JOBS}, for logs over {PARALLEL_FROM} events].",
+)
+def replay(data: Path, until_text: str | None, into: Path | None, jobs: int | None) -> None:
     """Rebuild every spool from the event log (or a point-in-time copy with --into)."""
     try:
         until = None if until_text is None else replaying.parse_until(until_text)
@@ -52,28 +65,37 @@ def replay(data: Path, until_text: str | None, into: Path | None) -> None:
             try:
                 with datadir.exclusive(data, "eventmail replay"):
                     replaying.remove_leftovers(live)
-                    _run(log, live, until)
+                    _run(data, log, live, until, jobs)
             except datadir.DataDirBusy as exc:
                 raise UserError(
                     f"cannot replay in place: {exc}; stop it first or use --into DIR"
                 ) from None
         else:
-            _run(log, into, until)
+            _run(data, log, into, until, jobs)
     finally:
         log.close()
 
 
-def _run(log: EventLog, target: Path, until: replaying.Until | None) -> None:
+def _run(
+    data: Path, log: EventLog, target: Path, until: replaying.Until | None, jobs: int | None
+) -> None:
     started = time.monotonic()
     total = replaying.target_seq(log, until)
+    if jobs is None:
+        jobs = min(os.cpu_count() or 1, MAX_AUTO_JOBS) if total >= PARALLEL_FROM else 1
+    opener = functools.partial(SQLiteLog, data / datadir.EVENTS_DB, readonly=True)
+    rebuild = functools.partial(
+        replaying.rebuild, log, target, until=until, workers=jobs, opener=opener
+    )
     try:
         if sys.stderr.isatty() and total > 0:
             with click.progressbar(length=total, label="replaying", file=sys.stderr) as bar:
-                result = replaying.rebuild(log, target, until=until, progress=_advance(bar.update))
+                result = rebuild(progress=_advance(bar.update))
         else:
-            result = replaying.rebuild(log, target, until=until)
-    except OSError as exc:
-        raise UserError(f"replay into {target} failed: {exc.strerror or exc}") from exc
+            result = rebuild()
+    except (OSError, ParallelError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise UserError(f"replay into {target} failed: {reason}") from exc
     seconds = time.monotonic() - started
     click.echo(
         f"replayed {result.events} events (up to seq {result.last_seq}) into {target}: "
