@@ -171,3 +171,13 @@ def test_parse_until() -> None:
     assert parse_until("2026-11-29T12:00:00.5+02:00").ts == "2026-11-29T10:00:00.500000Z"
     with pytest.raises(ReplayError):
         parse_until("soon")
+
+
+def test_progress_reports_become_bar_increments() -> None:
+    from eventmail.cli.replay import _advance
+
+    steps: list[int] = []
+    advance = _advance(steps.append)
+    for seq in [0, 5, 5, 12, 20]:
+        advance(seq)
+    assert steps == [5, 7, 8]
