@@ -401,7 +401,7 @@ async def test_a_batch_taken_just_before_shutdown_is_still_committed(in_thread: 
     """
     log = MemoryLog()
     committer = GroupCommitter(log, in_thread=in_thread)
-    pending = committer_module._Pending(Append(created("a")))
+    pending = committer_module.Receipt(Append(created("a")))
     async with trio.open_nursery() as run_nursery:
         await run_nursery.start(committer.run)
         await trio.testing.wait_all_tasks_blocked()  # the committer waits for appends
@@ -411,3 +411,18 @@ async def test_a_batch_taken_just_before_shutdown_is_still_committed(in_thread: 
     assert pending.error is None
     assert pending.record is not None and pending.record.seq == 1
     assert names(log) == ["a"]
+
+
+async def test_submit_returns_before_the_commit_and_keeps_queue_order() -> None:
+    log = MemoryLog()
+    committer = GroupCommitter(log, in_thread=False)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(committer.run)
+        first = await committer.submit(created("a"))
+        second = await committer.submit(created("b"))
+        # Nothing has been committed yet: submit does not wait for the committer.
+        assert not first.settled and not second.settled and names(log) == []
+        assert (await second.result()).seq == 2
+        assert first.durable and (await first.result()).seq == 1
+        assert names(log) == ["a", "b"]
+        nursery.cancel_scope.cancel()

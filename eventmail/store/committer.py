@@ -26,8 +26,8 @@ class CommitterStatistics(msgspec.Struct, frozen=True):
     queued: int
 
 
-class _Pending:
-    """One queued append and its outcome; wakes its caller once it is settled."""
+class Receipt:
+    """One queued append and its outcome; wakes the task waiting on it once settled."""
 
     __slots__ = ("append", "error", "record", "settled", "task")
 
@@ -43,13 +43,24 @@ class _Pending:
         if self.task is not None:
             trio.lowlevel.reschedule(self.task)
 
-    async def wait(self) -> None:
-        """Wait, not cancellable, until settled (cheaper than an Event in a shielded scope)."""
+    @property
+    def durable(self) -> bool:
+        return self.settled and self.error is None
+
+    async def result(self) -> Record:
+        """Wait, not cancellable, until settled; the record, or raise its error.
+
+        One task at a time may wait (cheaper than an Event in a shielded scope).
+        """
         if self.settled:
             await trio.lowlevel.cancel_shielded_checkpoint()
-            return
-        self.task = trio.lowlevel.current_task()
-        await trio.lowlevel.wait_task_rescheduled(lambda _: trio.lowlevel.Abort.FAILED)
+        else:
+            self.task = trio.lowlevel.current_task()
+            await trio.lowlevel.wait_task_rescheduled(lambda _: trio.lowlevel.Abort.FAILED)
+        if self.error is not None:
+            raise self.error
+        assert self.record is not None
+        return self.record
 
 
 class GroupCommitter:
@@ -67,7 +78,7 @@ class GroupCommitter:
         self.log = log
         self._in_thread = in_thread
         self._max_batch = max_batch
-        self._send, self._receive = trio.open_memory_channel[_Pending](queue_size)
+        self._send, self._receive = trio.open_memory_channel[Receipt](queue_size)
         self._appends = 0
         self._transactions = 0
         self._largest = 0
@@ -106,7 +117,7 @@ class GroupCommitter:
             pending.settle(None, error)
         self._receive.close()
 
-    async def _commit(self, batch: Sequence[_Pending]) -> None:
+    async def _commit(self, batch: Sequence[Receipt]) -> None:
         appends = [p.append for p in batch]
         try:
             if self._in_thread:
@@ -140,10 +151,27 @@ class GroupCommitter:
             except trio.BrokenResourceError:
                 self._listeners.remove(listener)
 
-    def _fail(self, batch: Sequence[_Pending], error: LogWriteError) -> None:
+    def _fail(self, batch: Sequence[Receipt], error: LogWriteError) -> None:
         self._failed += 1
         for pending in batch:
             pending.settle(None, error)
+
+    async def submit(self, event: Event, message: bytes | None = None) -> Receipt:
+        """Queue one event in order and return at once, without waiting for the commit.
+
+        ``await receipt.result()`` later returns its record once durable (or raises
+        ``LogWriteError``). Events are committed in the order they were queued.
+        """
+        await trio.lowlevel.checkpoint_if_cancelled()
+        receipt = Receipt(Append(event, message))
+        try:
+            try:
+                self._send.send_nowait(receipt)
+            except trio.WouldBlock:
+                await self._send.send(receipt)
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            raise LogUnavailable("the event log committer has stopped") from None
+        return receipt
 
     async def append(self, event: Event, message: bytes | None = None) -> Record:
         """Append one event; return its record once the commit is durable.
@@ -152,20 +180,8 @@ class GroupCommitter:
         event is queued the caller waits for the outcome even if cancelled, so
         nothing is acknowledged or retried on a guess.
         """
-        await trio.lowlevel.checkpoint_if_cancelled()
-        pending = _Pending(Append(event, message))
-        try:
-            try:
-                self._send.send_nowait(pending)
-            except trio.WouldBlock:
-                await self._send.send(pending)
-        except (trio.BrokenResourceError, trio.ClosedResourceError):
-            raise LogUnavailable("the event log committer has stopped") from None
-        await pending.wait()
-        if pending.error is not None:
-            raise pending.error
-        assert pending.record is not None
-        return pending.record
+        receipt = await self.submit(event, message)
+        return await receipt.result()
 
     def subscribe(self) -> trio.MemoryReceiveChannel[int]:
         """A channel that receives the last seq of every committed batch."""
