@@ -216,13 +216,15 @@ class Projector:
         files = self._files(action.account)
         spool_len, index_len = self._lengths[action.account]
         # IndexEntry.line(), inlined: this runs once per delivered message.
-        line = f"{action.seq} {spool_len} {len(action.entry)} {action.octets} {action.uidl}\n"
+        line = f"{action.seq} {spool_len} {action.length} {action.octets} {action.uidl}\n"
         data = line.encode()
         self._fault("spool.write")
-        files.spool.write(action.entry)
+        spool = files.spool
+        for part in action.parts:
+            spool.write(part)
         self._fault("index.write")
         files.index.write(data)
-        self._lengths[action.account] = (spool_len + len(action.entry), index_len + len(data))
+        self._lengths[action.account] = (spool_len + action.length, index_len + len(data))
 
     def _checkpoint(self, pending: list[tuple[str, str]] | None = None) -> None:
         """Make every append durable, then record it: fsync files, then the checkpoint."""

@@ -35,9 +35,14 @@ from projections.spoolformat import (
 class Deliver(msgspec.Struct, frozen=True):
     account: str
     seq: int
-    entry: bytes  # the mboxrd entry appended to the spool
+    parts: tuple[bytes, ...]  # the mboxrd entry appended to the spool, in pieces
+    length: int  # bytes of the entry
     octets: int  # its size as POP3 sends it
     uidl: str
+
+    @property
+    def entry(self) -> bytes:
+        return b"".join(self.parts)
 
 
 class Create(msgspec.Struct, frozen=True):
@@ -96,8 +101,8 @@ class SpoolFold:
                 continue
             seen.add(account)
             header = delivery_header(accepted.mail_from, recipient.address)
-            entry, octets = prepared.entry(first_line, header)
-            actions.append(Deliver(account, record.seq, entry, octets, stable_id))
+            parts, length, octets = prepared.entry_parts(first_line, header)
+            actions.append(Deliver(account, record.seq, parts, length, octets, stable_id))
         return actions
 
     def _from_line(self, mail_from: str, ts: str) -> bytes:

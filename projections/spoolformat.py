@@ -94,8 +94,14 @@ class PreparedMessage(msgspec.Struct, frozen=True):
 
     def entry(self, from_line: bytes, header: bytes) -> tuple[bytes, int]:
         """The spool entry for one recipient and its POP3 size."""
-        entry = b"".join((from_line, quote_body(header), self.quoted, b"\n"))
-        return entry, pop3_octets(header) + self.octets
+        parts, _, octets = self.entry_parts(from_line, header)
+        return b"".join(parts), octets
+
+    def entry_parts(self, from_line: bytes, header: bytes) -> tuple[tuple[bytes, ...], int, int]:
+        """The entry in pieces (written one after another, never joined), its length, octets."""
+        parts = (from_line, quote_body(header), self.quoted, b"\n")
+        length = len(parts[0]) + len(parts[1]) + len(parts[2]) + 1
+        return parts, length, pop3_octets(header) + self.octets
 
 
 def spool_entry(*, mail_from: str, ts: datetime, delivered_to: str, message_crlf: bytes) -> bytes:

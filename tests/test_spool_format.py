@@ -65,6 +65,10 @@ def test_a_prepared_message_gives_the_same_entry_for_every_recipient(
         mail_from=sender, ts=moment, delivered_to=rcpt, message_crlf=message
     )
     assert octets == len(pop3_message(entry))
+    parts, length, _ = prepared.entry_parts(
+        from_line(sender, moment), delivery_header(sender, rcpt)
+    )
+    assert length == len(entry) == len(b"".join(parts))
 
 
 @given(st.binary(max_size=40) | TEXT.map(lambda t: t.replace(b"\n", b"\r\n")))

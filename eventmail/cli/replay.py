@@ -47,8 +47,8 @@ MAX_AUTO_JOBS = 4
     "--jobs",
     type=click.IntRange(1, 64),
     default=None,
-    help="Worker processes (accounts are divided among them) [default: one per CPU, up to "
-    f"{MAX_AUTO_JOBS}, for logs over {PARALLEL_FROM} events].",
+    help="Worker processes (accounts are divided among them) [default: one per two CPUs, "
+    f"up to {MAX_AUTO_JOBS}, for logs over {PARALLEL_FROM} events].",
 )
 def replay(data: Path, until_text: str | None, into: Path | None, jobs: int | None) -> None:
     """Rebuild every spool from the event log (or a point-in-time copy with --into)."""
@@ -82,7 +82,7 @@ def _run(
     started = time.monotonic()
     total = replaying.target_seq(log, until)
     if jobs is None:
-        jobs = min(os.cpu_count() or 1, MAX_AUTO_JOBS) if total >= PARALLEL_FROM else 1
+        jobs = _auto_jobs(total)
     opener = functools.partial(SQLiteLog, data / datadir.EVENTS_DB, readonly=True)
     rebuild = functools.partial(
         replaying.rebuild, log, target, until=until, workers=jobs, opener=opener
@@ -101,6 +101,13 @@ def _run(
         f"replayed {result.events} events (up to seq {result.last_seq}) into {target}: "
         f"{result.accounts} mailboxes, {result.spool_bytes} bytes, {seconds:.2f} s"
     )
+
+
+def _auto_jobs(events: int) -> int:
+    """One process per two CPUs (the log reading is repeated in each), for big logs only."""
+    if events < PARALLEL_FROM:
+        return 1
+    return max(1, min((os.cpu_count() or 1) // 2, MAX_AUTO_JOBS))
 
 
 def _advance(update: Callable[[int], object]) -> Callable[[int], None]:
