@@ -9,7 +9,7 @@ import pytest
 
 from eventmail.store import MemoryLog
 from projections import mailbox
-from projections.projector import Projector
+from projections.projector import MAX_OPEN_ACCOUNTS, Projector
 from projections.spoolformat import parse_index
 from tests.spoolkit import created, fetched, mail, noise, removed, reset, snapshot, ticking_clock
 
@@ -216,3 +216,15 @@ def test_read_message_refuses_an_entry_the_spool_no_longer_holds(
 def test_mailbox_reads_refuse_names_that_are_not_accounts(tmp_path: Path) -> None:
     with pytest.raises(ValueError):
         mailbox.read_index(tmp_path, "../x", 1)
+
+
+def test_a_batch_touching_many_mailboxes_checkpoints_early(tmp_path: Path, log: MemoryLog) -> None:
+    names = [f"u{n}" for n in range(MAX_OPEN_ACCOUNTS + 20)]
+    log.append([mail([name], M1) for name in names])
+    projector = Projector(tmp_path, log, batch_size=len(names))
+    projector.recover()
+    assert projector.catch_up() == len(names)
+    stats = projector.statistics()
+    assert (stats.batches, stats.checkpoints) == (1, 2)
+    for n, name in enumerate(names):
+        assert messages(tmp_path, name) == [(n + 1, delivery_header(name) + M1)]
