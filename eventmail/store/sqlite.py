@@ -16,6 +16,8 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 
+import msgspec
+
 from eventmail.store.base import (
     EMPTY_HEAD,
     Append,
@@ -290,6 +292,7 @@ class SQLiteLog:
             self._conn.close()
 
 
+_decode_accounts = msgspec.json.Decoder(tuple[str, ...]).decode
 _COLUMNS = "seq, ts, type, accounts, payload, message, prev_hash, hash"
 
 
@@ -299,7 +302,7 @@ def _record(row: tuple) -> Record:
         seq=seq,
         ts=ts,
         type=type_,
-        accounts=tuple(json.loads(accounts)),
+        accounts=_decode_accounts(accounts),
         payload=payload.encode("utf-8") if isinstance(payload, str) else bytes(payload),
         message=None if message is None else bytes(message),
         prev_hash=prev_hash,
