@@ -112,9 +112,18 @@ class Accounts:
             self.last_seq = max(self.last_seq, record.seq)
 
     def catch_up(self, log: EventLog) -> None:
-        """Apply every account event committed after the last one seen."""
-        self.apply_records(log.read_after(self.last_seq, types=ACCOUNT_EVENT_TYPES))
-        self.last_seq = max(self.last_seq, log.head().seq)
+        """Apply every account event committed after the last one seen.
+
+        The head is read first, and only events up to it are applied: an event
+        committed meanwhile is picked up by the next call, never skipped.
+        """
+        head = log.head().seq
+        self.apply_records(
+            record
+            for record in log.read_after(self.last_seq, types=ACCOUNT_EVENT_TYPES)
+            if record.seq <= head
+        )
+        self.last_seq = max(self.last_seq, head)
 
     def __contains__(self, name: object) -> bool:
         return name in self._hashes

@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 
 from eventmail import accounts as accounts_module
 from eventmail.accounts import (
+    DUMMY_HASH,
     AccountError,
     Accounts,
     hash_password,
@@ -297,3 +298,29 @@ def run(accounts: Accounts, command: str, name: str, password: str | None):  # t
         assert password is not None
         return accounts.change_password(name, password)
     return accounts.remove(name)
+
+
+class _LogThatGrowsBetweenReads(MemoryLog):
+    """Another writer appends right after the fold reads the head."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.intruder: AccountCreated | None = None
+
+    def head(self):  # type: ignore[no-untyped-def]
+        head = super().head()
+        if self.intruder is not None:
+            intruder, self.intruder = self.intruder, None
+            self.append([Append(intruder)])
+        return head
+
+
+def test_catch_up_never_skips_an_event_committed_while_it_reads() -> None:
+    log = _LogThatGrowsBetweenReads()
+    log.append([Append(AccountCreated(name="first", password_hash=DUMMY_HASH))])
+    log.intruder = AccountCreated(name="second", password_hash=DUMMY_HASH)
+    fold = Accounts()
+    fold.catch_up(log)
+    assert fold.names() == ["first"]
+    fold.catch_up(log)
+    assert fold.names() == ["first", "second"]

@@ -7,9 +7,10 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from eventmail.accounts import Accounts
+from eventmail.accounts import Accounts, hash_password
 from eventmail.cli import main
-from eventmail.store import Head, SQLiteLog
+from eventmail.events import AccountCreated
+from eventmail.store import Append, Head, SQLiteLog
 from tests.conftest import RunCli
 
 PASSWORD = "correct horse 7 battery"
@@ -189,3 +190,34 @@ def test_bad_passwords_write_nothing(
 def test_a_missing_name_is_a_usage_error(run_cli: RunCli, data_dir: Path) -> None:
     assert run_cli("accounts", "add", "--data", str(data_dir)).exit_code == 2
     assert run_cli("accounts", "frobnicate", "--data", str(data_dir)).exit_code == 2
+
+
+class _RacedLog(SQLiteLog):
+    """Another writer creates the same account between the fold and the append."""
+
+    def __init__(self, path: Path, intruder: AccountCreated) -> None:
+        super().__init__(path)
+        self.intruder: AccountCreated | None = intruder
+
+    def append(self, batch, *, expect_seq=None):  # type: ignore[no-untyped-def]
+        if self.intruder is not None:
+            intruder, self.intruder = self.intruder, None
+            other = SQLiteLog(self.path)
+            other.append([Append(intruder)])
+            other.close()
+        return super().append(batch, expect_seq=expect_seq)
+
+
+def test_an_add_that_lost_a_race_is_decided_again(tmp_path: Path) -> None:
+    from eventmail.cli.accounts import _decide_and_append
+    from eventmail.cli.common import UserError
+
+    intruder = AccountCreated(name="twin", password_hash=hash_password("theirs"))
+    log = _RacedLog(tmp_path / "events.db", intruder)
+    try:
+        with pytest.raises(UserError, match="already exists"):
+            _decide_and_append(log, lambda current: current.create("twin", "mine"))
+        created = [r for r in log.read_after(0) if r.type == "AccountCreated"]
+    finally:
+        log.close()
+    assert len(created) == 1

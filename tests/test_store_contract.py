@@ -33,6 +33,7 @@ from eventmail.store import (
     Append,
     Head,
     LogBusy,
+    LogConflict,
     LogUnavailable,
     MemoryLog,
     SQLiteLog,
@@ -533,3 +534,12 @@ def test_sqlite_open_of_an_unusable_path_is_log_unavailable(tmp_path: Path) -> N
     (tmp_path / "events.db").write_bytes(b"this is not a database, just some text" * 100)
     with pytest.raises(LogUnavailable):
         SQLiteLog(tmp_path / "events.db")
+
+
+def test_append_with_expected_seq_refuses_a_moved_head(log) -> None:
+    fill(log, 2)
+    with pytest.raises(LogConflict):
+        log.append([account("late")], expect_seq=1)
+    assert log.head().seq == 2
+    (record,) = log.append([account("ontime")], expect_seq=2)
+    assert record.seq == 3

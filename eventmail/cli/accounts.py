@@ -11,7 +11,9 @@ import click
 from eventmail.accounts import AccountError, Accounts, validate_name, validate_password
 from eventmail.cli.common import UserError, data_option, open_log
 from eventmail.events import Event
-from eventmail.store import Append, LogWriteError, SQLiteLog
+from eventmail.store import Append, LogConflict, LogWriteError, Record, SQLiteLog
+
+CONFLICT_RETRIES = 20
 
 
 @click.group()
@@ -44,18 +46,35 @@ def _append_command(
     """
     log = open_log(data, create=create)
     try:
-        current = _current(log)
+        record, event = _decide_and_append(log, command)
+    finally:
+        log.close()
+    click.echo(f"{record.type} {event.accounts()[0]} (seq {record.seq})")
+
+
+def _decide_and_append(
+    log: SQLiteLog, command: Callable[[Accounts], Event]
+) -> tuple[Record, Event]:
+    """Append the command's event only if no other writer changed the log meanwhile.
+
+    Two ``accounts add X`` at once would otherwise both pass the "exists?" check.
+    On a conflict the fold catches up and the command is decided again.
+    """
+    current = Accounts()
+    for _ in range(CONFLICT_RETRIES):
+        current.catch_up(log)
         try:
             event = command(current)
         except AccountError as exc:
             raise UserError(str(exc)) from exc
         try:
-            (record,) = log.append([Append(event)])
+            (record,) = log.append([Append(event)], expect_seq=current.last_seq)
+        except LogConflict:
+            continue
         except LogWriteError as exc:
             raise UserError(f"could not write the event log: {exc}") from exc
-    finally:
-        log.close()
-    click.echo(f"{record.type} {event.accounts()[0]} (seq {record.seq})")
+        return record, event
+    raise UserError("the event log is too busy with other writers; try again")
 
 
 def _current(log: SQLiteLog) -> Accounts:

@@ -31,6 +31,10 @@ class LogUnavailable(LogWriteError):
     """The log cannot be written at all (disk full, read-only, corrupt)."""
 
 
+class LogConflict(LogWriteError):
+    """The log moved past the head the caller decided on; re-read and retry."""
+
+
 class Append(msgspec.Struct, frozen=True):
     """One event to append, with the message bytes it carries (if any)."""
 
@@ -76,8 +80,13 @@ def utc_now() -> str:
 
 
 class EventLog(Protocol):
-    def append(self, batch: Sequence[Append]) -> list[Record]:
-        """Commit the batch in one transaction; return its records in order."""
+    def append(self, batch: Sequence[Append], *, expect_seq: int | None = None) -> list[Record]:
+        """Commit the batch in one transaction; return its records in order.
+
+        With ``expect_seq``, refuse with ``LogConflict`` (storing nothing) unless
+        the head is still that seq: optimistic concurrency for commands that
+        decided on what they read.
+        """
         ...
 
     def read_after(

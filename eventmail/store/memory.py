@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 
-from eventmail.store.base import EMPTY_HEAD, Append, Head, Record, utc_now
+from eventmail.store.base import EMPTY_HEAD, Append, Head, LogConflict, Record, utc_now
 from eventmail.store.chain import seal
 
 
@@ -15,8 +15,10 @@ class MemoryLog:
         self._lock = threading.Lock()
         self._clock = clock
 
-    def append(self, batch: Sequence[Append]) -> list[Record]:
+    def append(self, batch: Sequence[Append], *, expect_seq: int | None = None) -> list[Record]:
         with self._lock:
+            if expect_seq is not None and self.head().seq != expect_seq:
+                raise LogConflict(f"the log is at seq {self.head().seq}, not {expect_seq}")
             records = seal(((a.event, a.message) for a in batch), self.head(), self._clock())
             self._records.extend(records)
             return records

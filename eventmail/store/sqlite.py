@@ -23,6 +23,7 @@ from eventmail.store.base import (
     Append,
     Head,
     LogBusy,
+    LogConflict,
     LogUnavailable,
     Record,
     utc_now,
@@ -187,7 +188,7 @@ class SQLiteLog:
 
     # --- writing ---------------------------------------------------------------
 
-    def append(self, batch: Sequence[Append]) -> list[Record]:
+    def append(self, batch: Sequence[Append], *, expect_seq: int | None = None) -> list[Record]:
         if not batch:
             return []
         with self._lock:
@@ -196,7 +197,10 @@ class SQLiteLog:
             except sqlite3.Error as exc:
                 raise (LogBusy if _is_busy(exc) else LogUnavailable)(str(exc)) from exc
             try:
-                records = seal(((a.event, a.message) for a in batch), self._head(), self._clock())
+                head = self._head()
+                if expect_seq is not None and head.seq != expect_seq:
+                    raise LogConflict(f"the log is at seq {head.seq}, not {expect_seq}")
+                records = seal(((a.event, a.message) for a in batch), head, self._clock())
                 self._conn.executemany(
                     "INSERT INTO events"
                     " (seq, ts, type, accounts, payload, message, prev_hash, hash)"
