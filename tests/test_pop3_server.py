@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import hashlib
+
 import pytest
 import trio
 import trio.testing
 
 from eventmail.config import Pop3Config
-from eventmail.events import AuthenticationFailed, MailboxFetched, MailboxReset
+from eventmail.events import AuthenticationFailed, MailboxFetched, MailboxReset, MessageAccepted
 from eventmail.pop3 import replies
 from eventmail.pop3.backend import MailboxMessage
 from eventmail.pop3.memory import MemoryPop3Backend
@@ -196,7 +198,79 @@ async def test_quit_answers_only_after_the_reset_is_durable(backend: MemoryPop3B
     ]
 
 
-async def test_retr_content_only_after_the_fetch_is_durable(backend: MemoryPop3Backend):
+async def test_retr_sends_content_with_the_fetch_record_queued_not_yet_durable(
+    backend: MemoryPop3Backend,
+):
+    server = make_server(backend)
+    gate = trio.Event()
+    queued_when_written: list[list[object]] = []
+    async with trio.open_nursery() as nursery:
+        wire = await connect(nursery, server)
+        await login(wire)
+        await wire.expect(replies.logged_in(2, len(FIRST) + len(SECOND)))
+        backend.append_gate = gate
+
+        async def note_queue() -> None:
+            queued_when_written.append(backend.queued())
+
+        wire.from_server.send_all_hook = note_queue
+        wire.send(b"RETR 2\r\n")
+        # The content arrives although the record is held at the gate...
+        await wire.expect(replies.retr(len(SECOND)) + SECOND + b".\r\n")
+        assert events_of(backend, MailboxFetched) == []
+        # ...and the record had been queued before the content was written.
+        fetched = MailboxFetched(
+            account="jjordan", message_seq=2, uidl=wire_uidl(backend, 2), command="RETR", peer=PEER
+        )
+        assert queued_when_written == [[fetched]]
+        gate.set()
+        wire.send(b"QUIT\r\n")
+        await wire.expect(replies.BYE)
+        await wire.expect_closed()
+    assert events_of(backend, MailboxFetched) == [fetched]
+
+
+def wire_uidl(backend: MemoryPop3Backend, seq: int) -> str:
+    record = next(r for r in backend.log.read_after(0) if r.seq == seq)
+    assert record.message is not None
+    return f"{seq}.{hashlib.sha256(record.message).hexdigest()[:16]}"
+
+
+async def test_quit_with_deletions_waits_for_the_fetch_records_then_the_reset(
+    backend: MemoryPop3Backend,
+):
+    server = make_server(backend)
+    gate = trio.Event()
+    async with trio.open_nursery() as nursery:
+        wire = await connect(nursery, server)
+        await login(wire)
+        await wire.expect(replies.logged_in(2, len(FIRST) + len(SECOND)))
+        backend.append_gate = gate
+        wire.send(b"RETR 2\r\nTOP 1 0\r\nDELE 1\r\nQUIT\r\n")
+        await wire.expect(
+            replies.retr(len(SECOND))
+            + SECOND
+            + b".\r\n"
+            + replies.TOP_FOLLOWS
+            + b"Subject: first\r\n\r\n.\r\n"
+            + replies.deleted(1)
+        )
+        await trio.testing.wait_all_tasks_blocked()
+        # Both fetch records are in flight, the reset is not queued before they are durable.
+        assert [type(e) for e in backend.queued()] == [MailboxFetched, MailboxFetched]
+        assert wire.nothing_sent()
+        gate.set()
+        await wire.expect(replies.bye_removed(1))
+        await wire.expect_closed()
+    stored = [e for e in backend.events() if not isinstance(e, MessageAccepted)]
+    assert [type(e) for e in stored] == [MailboxFetched, MailboxFetched, MailboxReset]
+    assert [(e.message_seq, e.command) for e in stored[:2]] == [(2, "RETR"), (1, "TOP")]
+    assert stored[2] == MailboxReset(account="jjordan", removed=(1,), peer=PEER)
+
+
+async def test_a_failed_fetch_record_refuses_deletions_and_further_retrievals(
+    backend: MemoryPop3Backend,
+):
     server = make_server(backend)
     gate = trio.Event()
     async with trio.open_nursery() as nursery:
@@ -205,13 +279,58 @@ async def test_retr_content_only_after_the_fetch_is_durable(backend: MemoryPop3B
         await wire.expect(replies.logged_in(2, len(FIRST) + len(SECOND)))
         backend.append_gate = gate
         wire.send(b"RETR 2\r\n")
-        await trio.testing.wait_all_tasks_blocked()
-        assert backend.appends_started == 1
-        assert wire.nothing_sent()
-        gate.set()
         await wire.expect(replies.retr(len(SECOND)) + SECOND + b".\r\n")
-        wire.send(b"QUIT\r\n")
-        await wire.expect(replies.BYE)
+        # The commit of that record fails after its content went out.
+        backend.fail_appends = True
+        gate.set()
+        await trio.testing.wait_all_tasks_blocked()
+        assert backend.queued() == []
+        # The log works again, but this session served a retrieval it could not record.
+        backend.fail_appends = False
+        wire.send(b"RETR 2\r\nTOP 1 0\r\nDELE 1\r\nNOOP\r\nQUIT\r\n")
+        await wire.expect(
+            replies.FETCH_FAILED
+            + replies.FETCH_FAILED
+            + replies.deleted(1)
+            + replies.NOOP
+            + replies.UPDATE_FAILED
+        )
+        await wire.expect_closed()
+    assert events_of(backend, MailboxFetched) == []
+    assert events_of(backend, MailboxReset) == []
+    assert len(await backend.open_mailbox("jjordan")) == 2
+    assert server.locked == set()
+
+
+async def test_a_session_ending_otherwise_waits_for_its_fetch_records(
+    backend: MemoryPop3Backend,
+):
+    server = make_server(backend)
+    gate = trio.Event()
+    closed = trio.Event()
+    async with trio.open_nursery() as nursery:
+        wire = await connect(nursery, server)
+        await login(wire)
+        await wire.expect(replies.logged_in(2, len(FIRST) + len(SECOND)))
+        backend.append_gate = gate
+        wire.send(b"RETR 1\r\n")
+        await wire.expect(replies.retr(len(FIRST)))
+
+        async def hang_up() -> None:
+            wire.to_server.put_eof()
+            await wire.from_server.wait_send_all_might_not_block()
+            while await wire.from_server.get_data():
+                pass
+            closed.set()
+
+        nursery.start_soon(hang_up)
+        await trio.testing.wait_all_tasks_blocked()
+        assert not closed.is_set()  # the connection stays open while the record is in flight
+        assert "jjordan" in server.locked
+        gate.set()
+        await closed.wait()
+    assert [e.message_seq for e in events_of(backend, MailboxFetched)] == [1]
+    assert server.locked == set()
 
 
 async def test_failed_appends_refuse_and_delete_nothing(backend: MemoryPop3Backend):

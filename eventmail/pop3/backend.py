@@ -22,6 +22,20 @@ class MailboxMessage(msgspec.Struct, frozen=True):
     uidl: str
 
 
+class PendingRecord(Protocol):
+    """An event queued for the log (the committer's ``Receipt``), settled in queue order."""
+
+    @property
+    def settled(self) -> bool: ...
+
+    @property
+    def durable(self) -> bool: ...
+
+    async def result(self) -> Record:
+        """Wait, not cancellable, until settled; the record, or raise LogWriteError."""
+        ...
+
+
 class Pop3Backend(Protocol):
     async def authenticate(self, user: str, password: str) -> str | None:
         """The account name if user and password are right, else None (constant work)."""
@@ -35,6 +49,16 @@ class Pop3Backend(Protocol):
         """The message as POP3 sends it: CRLF line endings, not byte-stuffed."""
         ...
 
+    async def submit(self, event: Event) -> PendingRecord:
+        """Queue one event behind everything queued before, without waiting for the commit.
+
+        Raises LogWriteError if the log takes no more events (e.g. its committer stopped).
+        """
+        ...
+
     async def append(self, event: Event) -> Record:
-        """Append one event; return once it is durable. Raises LogWriteError."""
+        """Append one event (queued like ``submit``); return once it is durable.
+
+        Raises LogWriteError.
+        """
         ...

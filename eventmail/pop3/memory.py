@@ -7,20 +7,24 @@ out), so it behaves like the projection-backed backend that ``serve`` builds.
 from __future__ import annotations
 
 import hashlib
+from collections import deque
 
 import trio
 
 from eventmail.events import Event, MailboxReset, MessageAccepted, Recipient
 from eventmail.pop3.backend import MailboxMessage
 from eventmail.store.base import Append, LogUnavailable, Record
+from eventmail.store.committer import Receipt
 from eventmail.store.memory import MemoryLog
 
 
 class MemoryPop3Backend:
     """A ``Pop3Backend`` over a ``MemoryLog``; ``deliver`` plays the SMTP side.
 
-    Tests steer it with ``fail_appends`` (every append raises LogUnavailable) and
-    ``append_gate`` (appends wait until the gate event is set).
+    Appends are queued and committed in order, like the group committer does. Tests
+    steer it with ``append_gate`` (queued appends are committed only once the gate
+    event is set) and ``fail_appends`` (a new append is refused with LogUnavailable
+    and a queued one fails when its turn to commit comes).
     """
 
     def __init__(self, passwords: dict[str, str] | None = None) -> None:
@@ -29,6 +33,8 @@ class MemoryPop3Backend:
         self.fail_appends = False
         self.append_gate: trio.Event | None = None
         self.appends_started = 0
+        self._queued: deque[Receipt] = deque()
+        self._committing = False  # a task waits for the gate to commit the queue
 
     def deliver(self, account: str, message: bytes, *, mail_from: str = "") -> MailboxMessage:
         """Record a MessageAccepted for ``account`` and return how POP3 will list it."""
@@ -63,15 +69,50 @@ class MemoryPop3Backend:
         assert record.message is not None
         return record.message
 
-    async def append(self, event: Event) -> Record:
+    def queued(self) -> list[Event]:
+        """Events submitted but not committed yet, in order."""
+        return [receipt.append.event for receipt in self._queued]
+
+    async def submit(self, event: Event) -> Receipt:
         self.appends_started += 1
-        if self.append_gate is not None:
-            await self.append_gate.wait()
         await trio.lowlevel.checkpoint()
         if self.fail_appends:
             raise LogUnavailable("the test made the log unwritable")
-        (record,) = self.log.append([Append(event)])
-        return record
+        receipt = Receipt(Append(event))
+        self._queued.append(receipt)
+        if self.append_gate is None and not self._committing:
+            self._commit_queued()
+        elif not self._committing:
+            self._committing = True
+            trio.lowlevel.spawn_system_task(self._commit_when_open)
+        return receipt
+
+    async def append(self, event: Event) -> Record:
+        receipt = await self.submit(event)
+        return await receipt.result()
+
+    async def _commit_when_open(self) -> None:
+        try:
+            while self._queued:
+                gate = self.append_gate
+                if gate is not None and not gate.is_set():
+                    await gate.wait()
+                    continue
+                self._commit_queued()
+        finally:
+            self._committing = False
+            # Stopped (the test run ends): like a stopped committer, fail what is queued.
+            while self._queued:
+                self._queued.popleft().settle(None, LogUnavailable("the log has stopped"))
+
+    def _commit_queued(self) -> None:
+        while self._queued:
+            receipt = self._queued.popleft()
+            if self.fail_appends:
+                receipt.settle(None, LogUnavailable("the test made the log unwritable"))
+            else:
+                (record,) = self.log.append([receipt.append])
+                receipt.settle(record, None)
 
     def _mailbox(self, account: str) -> dict[int, Record]:
         messages: dict[int, Record] = {}

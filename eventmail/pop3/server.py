@@ -4,6 +4,15 @@ The shell reads bytes, feeds the core, writes its replies and answers its reques
 through the backend. It owns what the core must not know about: time (idle timeout,
 login delay), the per-mailbox lock, the connection cap, the peer address, and the
 error boundary around each connection.
+
+Durability: a client relies on state changes (QUIT's +OK after deletions), so the
+MailboxReset is durable before the reply. A retrieval is an audit record: RETR/TOP
+queue their MailboxFetched with the committer *before* the content is written, but
+do not wait for the commit. The session keeps the outstanding records; it waits for
+all of them before it queues the MailboxReset (a failed one refuses the deletions),
+and before it closes for any other reason. Once one has failed, further RETR/TOP are
+refused: the log is not taking records. The log order is therefore always
+MessageAccepted, then MailboxFetched, then MailboxReset.
 """
 
 from __future__ import annotations
@@ -12,14 +21,14 @@ import contextlib
 import errno
 import ipaddress
 import logging
-from collections import OrderedDict
+from collections import OrderedDict, deque
 
 import trio
 
 from eventmail.config import Pop3Config
 from eventmail.events import AuthenticationFailed, MailboxFetched, MailboxReset
 from eventmail.pop3 import replies
-from eventmail.pop3.backend import Pop3Backend
+from eventmail.pop3.backend import PendingRecord, Pop3Backend
 from eventmail.pop3.protocol import (
     NEED_DATA,
     Authenticate,
@@ -40,6 +49,8 @@ MAX_TRACKED_PEERS = 10_000  # failed-login counters kept; the oldest are forgott
 # A login waits for the projection to catch up; a stuck projection must not hold the
 # mailbox lock for ever (the client is not being read meanwhile, so a hang-up goes unseen).
 OPEN_MAILBOX_TIMEOUT = 60.0
+# How long a closing session waits for its fetch records to be committed.
+FETCH_RECORD_TIMEOUT = 5.0
 # accept() errors that mean "out of resources for now": wait and retry, as trio does.
 _ACCEPT_OVERLOAD = {errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.ENOBUFS}
 
@@ -173,6 +184,7 @@ class Pop3Server:
             log.exception("POP3 session with %s failed", peer)
             await _best_effort_send(stream, replies.INTERNAL_ERROR)
         finally:
+            await session.settle_fetch_records(FETCH_RECORD_TIMEOUT)
             if session.account is not None:
                 self.locked.discard(session.account)
             self._sessions.discard(session)
@@ -209,6 +221,51 @@ class _Session:
         self.audited = 0
         self._read_scope: trio.CancelScope | None = None
         self._interrupted = False
+        # MailboxFetched records queued but not yet known durable, oldest first.
+        self._fetch_records: deque[PendingRecord] = deque()
+        self._log_failed = False  # a fetch record could not be committed
+
+    def _fetch_records_ok(self) -> bool:
+        """Forget the fetch records already durable; False once one has failed."""
+        records = self._fetch_records
+        while records and records[0].settled:
+            if not records.popleft().durable:
+                self._log_failed = True
+        return not self._log_failed
+
+    async def _await_fetch_records(self) -> bool:
+        """Wait until every queued fetch record is settled; True if all are durable."""
+        records = self._fetch_records
+        while records:
+            try:
+                await records.popleft().result()
+            except LogWriteError:
+                self._log_failed = True
+        return not self._log_failed
+
+    async def settle_fetch_records(self, timeout: float) -> None:
+        """At session end: wait (shielded, bounded) for the fetch records still in flight."""
+        if not self._fetch_records_ok():
+            log.warning("a retrieval by %s could not be recorded", self.account)
+        if not self._fetch_records:
+            return
+        done = trio.Event()
+
+        async def wait_all() -> None:
+            # result() cannot be cancelled, so the waiting is done outside this session.
+            try:
+                ok = await self._await_fetch_records()
+            except Exception:  # a system task must not raise
+                ok = False
+            if not ok:
+                log.warning("a retrieval by %s could not be recorded", self.account)
+            done.set()
+
+        trio.lowlevel.spawn_system_task(wait_all)
+        with trio.CancelScope(shield=True), trio.move_on_after(timeout) as waited:
+            await done.wait()
+        if waited.cancelled_caught:
+            log.warning("retrieval records of %s not committed within %ss", self.peer, timeout)
 
     def interrupt_read(self) -> None:
         self._interrupted = True
@@ -317,8 +374,12 @@ class _Session:
 
     async def _fetch(self, conn: Pop3Connection, request: FetchMessage) -> None:
         assert self.account is not None
+        if not self._fetch_records_ok():
+            conn.fetch_failed()
+            return
         message = request.message
-        content = await self.server.backend.read_message(self.account, message)
+        backend = self.server.backend
+        content = await backend.read_message(self.account, message)
         event = MailboxFetched(
             account=self.account,
             message_seq=message.seq,
@@ -327,7 +388,8 @@ class _Session:
             peer=self.peer,
         )
         try:
-            await self.server.backend.append(event)
+            # Queued before the content is written; not waited for (see the module doc).
+            self._fetch_records.append(await backend.submit(event))
         except LogWriteError as exc:
             log.warning("could not record %s by %s: %s", request.kind, self.account, exc)
             conn.fetch_failed()
@@ -335,6 +397,10 @@ class _Session:
         conn.message_fetched(content)
 
     async def _commit_deletions(self, conn: Pop3Connection, request: CommitDeletions) -> None:
+        if not await self._await_fetch_records():
+            log.warning("not removing messages of %s: a retrieval was not recorded", self.account)
+            conn.deletions_failed()
+            return
         event = MailboxReset(account=request.account, removed=request.seqs, peer=self.peer)
         try:
             await self.server.backend.append(event)
