@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import errno
 import logging
+import os
 import signal
 import socket
 import sys
@@ -30,8 +31,9 @@ from eventmail.store import Record, SQLiteLog
 from eventmail.store.committer import GroupCommitter, Receipt
 from eventmail.store.watch import HeadWatcher
 from projections import mailbox
+from projections.layout import spool_path
 from projections.projector import Projector
-from projections.spoolformat import IndexEntry
+from projections.spoolformat import IndexEntry, pop3_message
 
 log = logging.getLogger("eventmail")
 
@@ -55,6 +57,8 @@ class ProjectionRunner:
         self.applied_seq = projector.applied_seq
         self._wake = trio.Event()
         self._applied = trio.Condition()
+        # One catch_up at a time: two threads folding the same events would apply them twice.
+        self._catching_up = trio.Lock()
 
     def kick(self) -> None:
         self._wake.set()
@@ -67,7 +71,8 @@ class ProjectionRunner:
             await self.catch_up()
 
     async def catch_up(self) -> None:
-        applied = await trio.to_thread.run_sync(self.projector.catch_up)
+        async with self._catching_up:
+            applied = await trio.to_thread.run_sync(self.projector.catch_up)
         if applied != self.applied_seq:
             self.applied_seq = applied
             async with self._applied:
@@ -127,6 +132,21 @@ class EventFeed:
             self.refresh()
 
 
+class _Snapshot:
+    """A POP3 session's view of a mailbox: its index at login and the spool kept open."""
+
+    __slots__ = ("entries", "fd")
+
+    def __init__(self, entries: dict[int, IndexEntry], fd: int | None) -> None:
+        self.entries = entries
+        self.fd = fd  # None if there is no spool file (an empty mailbox)
+
+    def close(self) -> None:
+        if self.fd is not None:
+            os.close(self.fd)
+            self.fd = None
+
+
 class ProjectedMailboxes:
     """The POP3 backend: authentication from the accounts fold, mail from the projection."""
 
@@ -143,7 +163,7 @@ class ProjectedMailboxes:
         self._feed = feed
         self._projection = projection
         self._committer = committer
-        self._snapshots: dict[str, dict[int, IndexEntry]] = {}
+        self._snapshots: dict[str, _Snapshot] = {}
 
     async def authenticate(self, user: str, password: str) -> str | None:
         # Another process may have just created the account or changed the password.
@@ -155,15 +175,42 @@ class ProjectedMailboxes:
     async def open_mailbox(self, account: str) -> list[MailboxMessage]:
         head = self._feed.head_seq()  # everything committed before this login
         await self._projection.wait_applied(head)
-        entries = await trio.to_thread.run_sync(mailbox.read_index, self._spool_dir, account, head)
-        self._snapshots[account] = {entry.seq: entry for entry in entries}
-        return [MailboxMessage(seq=e.seq, octets=e.octets, uidl=e.uidl) for e in entries]
+        snapshot = await trio.to_thread.run_sync(self._snapshot, account, head)
+        self.release_mailbox(account)
+        self._snapshots[account] = snapshot
+        return [
+            MailboxMessage(seq=e.seq, octets=e.octets, uidl=e.uidl)
+            for e in snapshot.entries.values()
+        ]
+
+    def _snapshot(self, account: str, head: int) -> _Snapshot:
+        entries = mailbox.read_index(self._spool_dir, account, head)
+        try:
+            # Opened after the index is read: the spool holds at least what it names.
+            fd: int | None = os.open(spool_path(self._spool_dir, account), os.O_RDONLY)
+        except FileNotFoundError:
+            fd = None
+        return _Snapshot({entry.seq: entry for entry in entries}, fd)
+
+    def release_mailbox(self, account: str) -> None:
+        snapshot = self._snapshots.pop(account, None)
+        if snapshot is not None:
+            snapshot.close()
 
     async def read_message(self, account: str, message: MailboxMessage) -> bytes:
-        entry = self._snapshots[account][message.seq]
-        # A few KB from a page-cached file: cheaper in the event loop than a thread hop.
         await trio.lowlevel.checkpoint_if_cancelled()
-        return mailbox.read_message(self._spool_dir, account, entry)
+        snapshot = self._snapshots[account]
+        entry = snapshot.entries[message.seq]
+        if snapshot.fd is None:
+            raise mailbox.SpoolMismatch(f"mailbox {account!r} is gone")
+        # A few KB of a page-cached file: cheaper in the event loop than a thread hop.
+        data = os.pread(snapshot.fd, entry.length, entry.offset)
+        if len(data) != entry.length or not data.startswith(b"From ") or not data.endswith(b"\n\n"):
+            raise mailbox.SpoolMismatch(f"mailbox {account!r} changed under message {entry.seq}")
+        content = pop3_message(data)
+        if len(content) != entry.octets:
+            raise mailbox.SpoolMismatch(f"mailbox {account!r} changed under message {entry.seq}")
+        return content
 
     async def submit(self, event: Event) -> Receipt:
         return await self._committer.submit(event)

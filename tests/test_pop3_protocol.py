@@ -8,7 +8,15 @@ from hypothesis import strategies as st
 
 from eventmail.pop3 import replies
 from eventmail.pop3.backend import MailboxMessage
-from eventmail.pop3.framing import TOO_LONG, LineBuffer, stuff, top_lines, unstuff
+from eventmail.pop3.framing import (
+    TOO_LONG,
+    LineBuffer,
+    as_lines,
+    stuff,
+    stuff_lines,
+    top_lines,
+    unstuff,
+)
 from eventmail.pop3.protocol import (
     NEED_DATA,
     Authenticate,
@@ -499,6 +507,12 @@ def test_no_stored_bytes_can_end_a_response_early(content: bytes):
     for separator in (b"\r\n", b"\n"):
         pieces = [p.rstrip(b"\r") for p in stuffed.split(separator)]
         assert pieces.index(b".") == len(pieces) - 2
+
+
+@given(st.lists(st.sampled_from([b".", b"\r", b"\n", b"\r\n", b"a", b".."]), max_size=40))
+def test_stuff_fast_path_agrees_with_the_line_by_line_stuffing(pieces: list[bytes]):
+    for content in (b"".join(pieces), b"".join(pieces) + b"\r\n"):
+        assert stuff(content) == stuff_lines(as_lines(content))
 
 
 def test_top_lines_keeps_headers_blank_line_and_n_body_lines() -> None:

@@ -49,6 +49,10 @@ class Pop3Backend(Protocol):
         """The message as POP3 sends it: CRLF line endings, not byte-stuffed."""
         ...
 
+    def release_mailbox(self, account: str) -> None:
+        """The session that opened the mailbox has ended: drop its snapshot."""
+        ...
+
     async def submit(self, event: Event) -> PendingRecord:
         """Queue one event behind everything queued before, without waiting for the commit.
 

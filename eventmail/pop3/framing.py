@@ -81,7 +81,14 @@ def stuff_lines(lines: list[bytes]) -> bytes:
 
 
 def stuff(content: bytes) -> bytes:
-    """Byte-stuff a whole CRLF message and terminate it."""
+    """Byte-stuff a whole message and terminate it, as ``stuff_lines(as_lines(content))``."""
+    # The common case, a CRLF message with no bare LF, needs no split into lines:
+    # every line start is the start of the message or follows a CRLF.
+    if content.endswith(b"\r\n") and content.count(b"\n") == content.count(b"\r\n"):
+        body = content.replace(b"\r\n.", b"\r\n..")
+        if body.startswith(b"."):
+            body = b"." + body
+        return body + TERMINATOR
     return stuff_lines(as_lines(content))
 
 

@@ -69,6 +69,9 @@ class MemoryPop3Backend:
         assert record.message is not None
         return record.message
 
+    def release_mailbox(self, account: str) -> None:
+        pass
+
     def queued(self) -> list[Event]:
         """Events submitted but not committed yet, in order."""
         return [receipt.append.event for receipt in self._queued]

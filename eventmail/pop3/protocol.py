@@ -33,7 +33,7 @@ import msgspec
 
 from eventmail.pop3 import replies
 from eventmail.pop3.backend import MailboxMessage
-from eventmail.pop3.framing import TOO_LONG, LineBuffer, as_lines, stuff_lines, top_lines
+from eventmail.pop3.framing import TOO_LONG, LineBuffer, stuff, stuff_lines, top_lines
 
 
 class State(enum.Enum):
@@ -184,12 +184,10 @@ class Pop3Connection:
         request = self._answer(FetchMessage)
         assert isinstance(request, FetchMessage)
         if request.kind == "RETR":
-            head = replies.retr(request.message.octets)
-            lines = as_lines(content)
+            self._reply(replies.retr(request.message.octets) + stuff(content))
         else:
-            head = replies.TOP_FOLLOWS
             lines = top_lines(content, request.lines or 0)
-        self._reply(head + stuff_lines(lines))
+            self._reply(replies.TOP_FOLLOWS + stuff_lines(lines))
 
     def fetch_failed(self) -> None:
         self._answer(FetchMessage)

@@ -18,9 +18,11 @@ MessageAccepted, then MailboxFetched, then MailboxReset.
 from __future__ import annotations
 
 import contextlib
+import enum
 import errno
 import ipaddress
 import logging
+import math
 from collections import OrderedDict, deque
 
 import trio
@@ -187,6 +189,7 @@ class Pop3Server:
             await session.settle_fetch_records(FETCH_RECORD_TIMEOUT)
             if session.account is not None:
                 self.locked.discard(session.account)
+                self.backend.release_mailbox(session.account)
             self._sessions.discard(session)
             if self._closing and not self._sessions:
                 self._drained.set()
@@ -210,6 +213,12 @@ class Pop3Server:
         self._failures.pop(peer_host(peer), None)
 
 
+class _Phase(enum.Enum):
+    BUSY = "busy"  # working on a command or a request
+    RECEIVING = "receiving"
+    SENDING = "sending"
+
+
 class _Session:
     """The shell's side of one connection: the loop that drives a ``Pop3Connection``."""
 
@@ -219,7 +228,11 @@ class _Session:
         self.peer = peer
         self.account: str | None = None  # set while this session holds the mailbox lock
         self.audited = 0
-        self._read_scope: trio.CancelScope | None = None
+        self._idle_timeout = server.config.idle_timeout
+        # One cancel scope for all client I/O: its deadline is moved before each read
+        # and write (cheaper than a scope per call).
+        self._io = trio.CancelScope()
+        self._phase = _Phase.BUSY
         self._interrupted = False
         # MailboxFetched records queued but not yet known durable, oldest first.
         self._fetch_records: deque[PendingRecord] = deque()
@@ -269,10 +282,23 @@ class _Session:
 
     def interrupt_read(self) -> None:
         self._interrupted = True
-        if self._read_scope is not None:
-            self._read_scope.cancel()
+        if self._phase is _Phase.RECEIVING:
+            self._io.cancel()
 
     async def run(self) -> None:
+        with self._io:
+            await self._converse()
+        if not self._io.cancelled_caught:
+            return
+        # The I/O scope ended the conversation: a deadline, or a shutdown during a read.
+        if self._phase is _Phase.SENDING:
+            log.info("POP3 client %s stopped reading; closing", self.peer)
+        else:
+            await self._last_word(
+                replies.SHUTTING_DOWN if self._interrupted else replies.IDLE_TIMEOUT
+            )
+
+    async def _converse(self) -> None:
         config = self.server.config
         conn = Pop3Connection(
             hostname=self.server.hostname,
@@ -280,54 +306,52 @@ class _Session:
             error_budget=config.error_budget,
             plaintext_allowed=self.server.plaintext_allowed(self.peer),
         )
-        out = bytearray()
+        out: list[bytes] = []
+        next_event = conn.next_event
         while True:
-            event = conn.next_event()
-            if isinstance(event, SendReply):
-                out += event.data
+            event = next_event()
+            if type(event) is SendReply:
+                out.append(event.data)
                 continue
             # Flush before waiting on anything, so pipelined replies go out in one write.
-            if out and not await self._send(out):
-                return
-            out = bytearray()
+            if out:
+                await self._send(out[0] if len(out) == 1 else b"".join(out))
+                out = []
             if event is NEED_DATA:
-                data = await self._receive()
-                if data is None:
+                if self._interrupted:
+                    await self._last_word(replies.SHUTTING_DOWN)
                     return
-                conn.receive_data(data)
-            elif isinstance(event, Close):
-                return
-            elif isinstance(event, Authenticate):
-                await self._authenticate(conn, event)
-            elif isinstance(event, OpenMailbox):
-                await self._open_mailbox(conn, event)
+                conn.receive_data(await self._receive())
             elif isinstance(event, FetchMessage):
                 await self._fetch(conn, event)
-            elif isinstance(event, CommitDeletions):
-                await self._commit_deletions(conn, event)
+            elif isinstance(event, Close):
+                return
+            else:
+                # Not a client wait: the I/O deadline does not apply to the backend.
+                self._io.deadline = math.inf
+                if isinstance(event, Authenticate):
+                    await self._authenticate(conn, event)
+                elif isinstance(event, OpenMailbox):
+                    await self._open_mailbox(conn, event)
+                elif isinstance(event, CommitDeletions):
+                    await self._commit_deletions(conn, event)
 
-    async def _send(self, data: bytes | bytearray) -> bool:
-        """Send ``data``; False if the client stopped reading for the idle timeout."""
-        with trio.move_on_after(self.server.config.idle_timeout):
-            await self.stream.send_all(data)
-            return True
-        log.info("POP3 client %s stopped reading; closing", self.peer)
-        return False
+    async def _send(self, data: bytes) -> None:
+        self._phase = _Phase.SENDING
+        self._io.deadline = trio.current_time() + self._idle_timeout
+        await self.stream.send_all(data)
+        self._phase = _Phase.BUSY
 
-    async def _receive(self) -> bytes | None:
-        """The next bytes (b"" at EOF), or None after replying to a timeout or shutdown."""
-        if self._interrupted:
-            await self._send(replies.SHUTTING_DOWN)
-            return None
-        with trio.CancelScope() as self._read_scope:
-            with trio.move_on_after(self.server.config.idle_timeout) as idle:
-                return await self.stream.receive_some(RECEIVE_SIZE)
-        self._read_scope = None
-        if idle.cancelled_caught:
-            await self._send(replies.IDLE_TIMEOUT)
-        else:
-            await self._send(replies.SHUTTING_DOWN)
-        return None
+    async def _receive(self) -> bytes:
+        self._phase = _Phase.RECEIVING
+        self._io.deadline = trio.current_time() + self._idle_timeout
+        data = await self.stream.receive_some(RECEIVE_SIZE)
+        self._phase = _Phase.BUSY
+        return data
+
+    async def _last_word(self, reply: bytes) -> None:
+        with trio.move_on_after(self._idle_timeout):
+            await self.stream.send_all(reply)
 
     async def _authenticate(self, conn: Pop3Connection, request: Authenticate) -> None:
         server = self.server
@@ -367,6 +391,7 @@ class _Session:
         if messages is None:
             log.warning("cannot open the mailbox of %s: %s", request.account, problem)
             self.server.locked.discard(request.account)
+            self.server.backend.release_mailbox(request.account)
             self.account = None
             conn.mailbox_unavailable()
             return
