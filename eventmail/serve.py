@@ -89,10 +89,12 @@ class ProjectionRunner:
 class EventFeed:
     """Notices new events, from this process or another, and fans them out.
 
-    Our own commits are announced by the committer: they only wake the projector
-    (accounts are created by other processes, never by the servers). Every poll
-    interval a cheap change probe tells whether anyone committed; only then is the
-    head read and the accounts fold brought up to date.
+    Every poll interval a cheap change probe (``PRAGMA data_version``) tells
+    whether anyone committed, this process included; only then is the head read,
+    the accounts fold brought up to date and the projector woken. Waking the
+    projector per commit instead would make it fold and checkpoint every POP3
+    retrieval record; a POP3 login does not wait for the poll, as it wakes the
+    projector itself (``ProjectionRunner.wait_applied``).
     """
 
     def __init__(
@@ -100,13 +102,11 @@ class EventFeed:
         reader: SQLiteLog,
         accounts: Accounts,
         projection: ProjectionRunner,
-        committer: GroupCommitter,
         poll_interval: float,
     ) -> None:
         self._reader = reader
         self._accounts = accounts
         self._projection = projection
-        self._commits = committer.subscribe()
         self._poll_interval = poll_interval
         self._watcher = HeadWatcher(reader, poll_interval)
         self._seen = -1
@@ -125,10 +125,7 @@ class EventFeed:
         self.refresh()
         task_status.started()
         while True:
-            with trio.move_on_after(self._poll_interval):
-                while True:
-                    await self._commits.receive()
-                    self._projection.kick()
+            await trio.sleep(self._poll_interval)
             self.refresh()
 
 
@@ -255,7 +252,7 @@ async def _serve_locked(data: Path, cfg: Config, endpoints: Endpoints) -> None:
 
         committer = GroupCommitter(writer, max_batch=cfg.log.max_batch)
         accounts = Accounts()
-        feed = EventFeed(reader, accounts, projection, committer, cfg.log.poll_interval)
+        feed = EventFeed(reader, accounts, projection, cfg.log.poll_interval)
         hostname = cfg.smtp.hostname or socket.gethostname()
 
         smtp_listeners = await _listen(*endpoints.smtp, "SMTP")
