@@ -364,6 +364,28 @@ async def test_idle_timeout(backend: MemoryPop3Backend, autojump_clock: trio.tes
     assert server.locked == set()
 
 
+async def test_a_client_that_stops_reading_is_dropped_after_the_idle_timeout(
+    backend: MemoryPop3Backend, autojump_clock: trio.testing.MockClock
+):
+    server = make_server(backend, idle_timeout=600.0)
+    client, server_side = trio.testing.lockstep_stream_pair()  # a write waits for a read
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(server.handle, server_side, PEER)
+        greeting = replies.greeting(HOST)
+        assert await client.receive_some(len(greeting)) == greeting
+        await client.send_all(b"USER jjordan\r\nPASS secret\r\n")
+        assert await client.receive_some(len(replies.USER_ACCEPTED)) == replies.USER_ACCEPTED
+        # The client stops reading: the +OK after the login cannot be written.
+        start = trio.current_time()
+        while "jjordan" not in server.locked:
+            await trio.sleep(0)
+        with trio.fail_after(10 * 600.0):
+            while server.locked:
+                await trio.sleep(1.0)
+        assert trio.current_time() - start == pytest.approx(600.0, abs=1.0)
+    assert server.active == 0
+
+
 async def test_failed_logins_are_slowed_per_peer_and_look_alike(
     backend: MemoryPop3Backend, autojump_clock: trio.testing.MockClock
 ):

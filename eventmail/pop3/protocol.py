@@ -20,7 +20,8 @@ States (RFC 1939 section 3) and how they change::
 
 While a request is outstanding the machine takes no further input: pipelined
 commands wait in the buffer until the shell answers. So no reply that depends on
-a durable append (RETR content, QUIT's +OK) can be produced before the answer.
+the shell's answer (RETR content once its fetch record is queued, QUIT's +OK once
+the MailboxReset is durable) can be produced before it.
 """
 
 from __future__ import annotations

@@ -344,9 +344,10 @@ class _Session:
     async def _send(self, data: bytes) -> None:
         self._phase = _Phase.SENDING
         # Usually the deadline set for the read just before still has (nearly) the whole
-        # timeout to run: moving a deadline costs more than checking it.
+        # timeout to run: moving a deadline costs more than checking it. After a backend
+        # request it is infinite, and must be set.
         deadline = trio.current_time() + self._idle_timeout
-        if self._io.deadline < deadline - 1.0:
+        if not deadline - 1.0 <= self._io.deadline <= deadline:
             self._io.deadline = deadline
         await self._wire.send_all(data)
         self._phase = _Phase.BUSY
