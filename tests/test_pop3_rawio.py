@@ -49,6 +49,25 @@ async def test_receive_waits_for_data_and_reports_end_of_file():
     assert await wire.receive_some(100) == b""
 
 
+async def test_after_a_wait_the_next_receive_still_gets_data_already_there():
+    ours, theirs = socket_pair()
+    wire = SocketIO(ours)
+    async with trio.open_nursery() as nursery:
+
+        async def later() -> None:
+            await trio.testing.wait_all_tasks_blocked()
+            await theirs.send_all(b"RETR 1\r\n")
+
+        nursery.start_soon(later)
+        assert await wire.receive_some(100) == b"RETR 1\r\n"  # this one waited
+    await theirs.send_all(b"RETR 2\r\nRETR 3\r\n")
+    assert await wire.receive_some(100) == b"RETR 2\r\nRETR 3\r\n"
+    # A read that filled the buffer: the rest is read at once.
+    await theirs.send_all(b"x" * 150)
+    assert await wire.receive_some(100) == b"x" * 100
+    assert await wire.receive_some(100) == b"x" * 50
+
+
 async def test_a_client_that_never_pauses_cannot_starve_other_tasks():
     ours, theirs = socket_pair()
     wire = SocketIO(ours)
