@@ -84,6 +84,7 @@ class NeedData:
 NEED_DATA: Final = NeedData()
 
 Request = Authenticate | OpenMailbox | FetchMessage | CommitDeletions
+_REQUESTS = (Authenticate, OpenMailbox, FetchMessage, CommitDeletions)  # a tuple: no union per call
 Pop3Event = SendReply | Request | Close
 
 _NO_ARGS = frozenset({"STAT", "NOOP", "RSET", "QUIT", "CAPA"})
@@ -144,7 +145,7 @@ class Pop3Connection:
                 assert isinstance(line, bytes)
                 self._command(line)
         event = self._out.popleft()
-        if isinstance(event, Authenticate | OpenMailbox | FetchMessage | CommitDeletions):
+        if isinstance(event, _REQUESTS):
             self._pending = event
         return event
 
