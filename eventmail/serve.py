@@ -27,7 +27,7 @@ from eventmail.events import Event
 from eventmail.pop3.backend import MailboxMessage
 from eventmail.pop3.server import Pop3Server
 from eventmail.smtp.server import SmtpServer
-from eventmail.store import Record, SQLiteLog
+from eventmail.store import LogWriteError, Record, SQLiteLog
 from eventmail.store.committer import GroupCommitter, Receipt
 from eventmail.store.watch import HeadWatcher
 from projections import mailbox
@@ -49,6 +49,9 @@ class Endpoints:
     domains: Sequence[str]
 
 
+RETRY_MIN, RETRY_MAX = 0.5, 30.0  # seconds between attempts after a projection failure
+
+
 class ProjectionRunner:
     """Runs the sync projector on a worker thread and lets readers wait for a seq."""
 
@@ -65,10 +68,27 @@ class ProjectionRunner:
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         task_status.started()
+        delay = RETRY_MIN
         while True:
             await self._wake.wait()
             self._wake = trio.Event()
+            if await self.try_catch_up():
+                delay = RETRY_MIN
+                continue
+            # The log is safe; only the spools lag. Retry (the projector recovers
+            # from its checkpoint on its next call) without taking the server down.
+            await trio.sleep(delay)
+            delay = min(delay * 2, RETRY_MAX)
+            self.kick()
+
+    async def try_catch_up(self) -> bool:
+        """``catch_up``, logging instead of raising when the spools cannot be written."""
+        try:
             await self.catch_up()
+        except OSError as exc:
+            log.error("projection failed (spools lag behind the log; retrying): %s", exc)
+            return False
+        return True
 
     async def catch_up(self) -> None:
         async with self._catching_up:
@@ -241,14 +261,20 @@ async def serve(data: Path, cfg: Config, endpoints: Endpoints) -> None:
 async def _serve_locked(data: Path, cfg: Config, endpoints: Endpoints) -> None:
     db = data / datadir.EVENTS_DB
     spool_dir = data / datadir.SPOOL_DIR
-    writer = SQLiteLog(db, busy_timeout=cfg.log.busy_timeout)
-    reader = SQLiteLog(db, busy_timeout=cfg.log.busy_timeout)
-    projector_log = SQLiteLog(db, busy_timeout=cfg.log.busy_timeout)
+    try:
+        writer, reader, projector_log = (
+            SQLiteLog(db, busy_timeout=cfg.log.busy_timeout) for _ in range(3)
+        )
+    except LogWriteError as exc:
+        raise StartupError(f"cannot open the event log {db}: {exc}") from None
     try:
         projector = Projector(spool_dir, projector_log)
-        await trio.to_thread.run_sync(projector.recover)
+        try:
+            await trio.to_thread.run_sync(projector.recover)
+        except OSError as exc:
+            raise StartupError(f"cannot prepare the spools in {spool_dir}: {exc}") from None
         projection = ProjectionRunner(projector)
-        await projection.catch_up()
+        await projection.try_catch_up()
 
         committer = GroupCommitter(writer, max_batch=cfg.log.max_batch)
         accounts = Accounts()
@@ -286,7 +312,7 @@ async def _serve_locked(data: Path, cfg: Config, endpoints: Endpoints) -> None:
                         stopping.start_soon(pop3.shutdown, cfg.smtp.shutdown_grace)
                     servers.cancel_scope.cancel()
                 # Every acknowledged event is committed; bring the spools up to date.
-                await projection.catch_up()
+                await projection.try_catch_up()
                 background.cancel_scope.cancel()
         log.info("stopped")
     finally:
