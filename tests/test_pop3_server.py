@@ -10,10 +10,11 @@ import trio.testing
 
 from eventmail.config import Pop3Config
 from eventmail.events import AuthenticationFailed, MailboxFetched, MailboxReset, MessageAccepted
+from eventmail.netio import is_loopback, peer_host
 from eventmail.pop3 import replies
 from eventmail.pop3.backend import MailboxMessage
 from eventmail.pop3.memory import MemoryPop3Backend
-from eventmail.pop3.server import OPEN_MAILBOX_TIMEOUT, Pop3Server, is_loopback, peer_host
+from eventmail.pop3.server import OPEN_MAILBOX_TIMEOUT, Pop3Server
 
 HOST = "mail.test"
 PEER = "127.0.0.1:40000"

@@ -618,8 +618,8 @@ def test_long_lines_are_refused_with_bounded_buffering(length: int, cuts: list[i
 def test_received_header_for_ipv6_and_odd_helo() -> None:
     from datetime import UTC, datetime
 
+    from eventmail.netio import format_peer
     from eventmail.smtp.received import received_header
-    from eventmail.smtp.server import format_peer
 
     peer = format_peer(("::1", 2525, 0, 0))
     assert peer == "[::1]:2525"

@@ -17,10 +17,7 @@ MessageAccepted, then MailboxFetched, then MailboxReset.
 
 from __future__ import annotations
 
-import contextlib
 import enum
-import errno
-import ipaddress
 import logging
 import math
 from collections import OrderedDict, deque
@@ -29,6 +26,7 @@ import trio
 
 from eventmail.config import Pop3Config
 from eventmail.events import AuthenticationFailed, MailboxFetched, MailboxReset
+from eventmail.netio import accept_loop, is_loopback, peer_host, send_last_words
 from eventmail.pop3 import replies
 from eventmail.pop3.backend import PendingRecord, Pop3Backend
 from eventmail.pop3.protocol import (
@@ -54,42 +52,7 @@ MAX_TRACKED_PEERS = 10_000  # failed-login counters kept; the oldest are forgott
 OPEN_MAILBOX_TIMEOUT = 60.0
 # How long a closing session waits for its fetch records to be committed.
 FETCH_RECORD_TIMEOUT = 5.0
-# accept() errors that mean "out of resources for now": wait and retry, as trio does.
-_ACCEPT_OVERLOAD = {errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.ENOBUFS}
-
-
-def peer_host(peer: str) -> str:
-    """The IP address part of ``ip:port`` or ``[ipv6]:port``."""
-    if peer.startswith("["):
-        return peer[1:].partition("]")[0]
-    host, sep, _ = peer.rpartition(":")
-    return host if sep else peer
-
-
-def format_peer(sockname: tuple[object, ...] | str) -> str:
-    if isinstance(sockname, str):
-        return sockname
-    host, port = str(sockname[0]), sockname[1]
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-
-
-def is_loopback(host: str) -> bool:
-    try:
-        address = ipaddress.ip_address(host)
-    except ValueError:
-        return False
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        address = address.ipv4_mapped
-    return address.is_loopback
-
-
-async def _best_effort_send(stream: trio.abc.Stream, data: bytes) -> None:
-    """A last word to a client that may be gone or not reading: never raises, never hangs."""
-    with (
-        trio.move_on_after(1.0),
-        contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError),
-    ):
-        await stream.send_all(data)
+LAST_WORDS_TIMEOUT = 1.0  # seconds to deliver a last -ERR before closing
 
 
 class Pop3Server:
@@ -128,28 +91,8 @@ class Pop3Server:
             with self._accept_scope:
                 async with trio.open_nursery() as acceptors:
                     for listener in listeners:
-                        acceptors.start_soon(self._accept_loop, listener, sessions)
+                        acceptors.start_soon(accept_loop, listener, self.handle, sessions, "POP3")
                     task_status.started()
-
-    async def _accept_loop(self, listener: trio.SocketListener, sessions: trio.Nursery) -> None:
-        try:
-            while True:
-                try:
-                    stream = await listener.accept()
-                except OSError as exc:
-                    if exc.errno not in _ACCEPT_OVERLOAD:
-                        raise
-                    log.warning("accept failed (%s); retrying", errno.errorcode[exc.errno])
-                    await trio.sleep(0.1)
-                    continue
-                try:
-                    peer = format_peer(stream.socket.getpeername())
-                except OSError:  # the client already went away
-                    await trio.aclose_forcefully(stream)
-                    continue
-                sessions.start_soon(self.handle, stream, peer)
-        finally:
-            await trio.aclose_forcefully(listener)
 
     async def shutdown(self, grace: float) -> None:
         """Stop accepting; idle sessions get -ERR [SYS/TEMP] and close, deleting nothing.
@@ -174,7 +117,7 @@ class Pop3Server:
         """Serve one client; never raises (except cancellation), always closes ``stream``."""
         if len(self._sessions) >= self.config.max_connections or self._closing:
             reply = replies.SHUTTING_DOWN if self._closing else replies.TOO_MANY_CONNECTIONS
-            await _best_effort_send(stream, reply)
+            await send_last_words(stream, reply, LAST_WORDS_TIMEOUT)
             await trio.aclose_forcefully(stream)
             return
         session = _Session(self, stream, peer)
@@ -185,7 +128,7 @@ class Pop3Server:
             pass  # the client went away; nothing is deleted
         except Exception:
             log.exception("POP3 session with %s failed", peer)
-            await _best_effort_send(stream, replies.INTERNAL_ERROR)
+            await send_last_words(stream, replies.INTERNAL_ERROR, LAST_WORDS_TIMEOUT)
         finally:
             await session.settle_fetch_records(FETCH_RECORD_TIMEOUT)
             if session.account is not None:

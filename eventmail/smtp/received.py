@@ -11,6 +11,8 @@ import ipaddress
 import re
 from datetime import datetime
 
+from eventmail.netio import peer_host
+
 _UNSAFE = re.compile(r"[\x00-\x20\x7f();\\]")
 
 
@@ -21,14 +23,6 @@ def address_literal(host: str) -> str:
     except ValueError:
         return f"[{host}]"
     return f"[IPv6:{ip.compressed}]" if ip.version == 6 else f"[{ip}]"
-
-
-def peer_host(peer: str) -> str:
-    """The host part of ``ip:port`` or ``[v6]:port``."""
-    host, colon, port = peer.rpartition(":")
-    if not colon or not port.isdigit():
-        host = peer
-    return host.strip("[]")
 
 
 def received_header(

@@ -10,14 +10,11 @@ and is logged to stderr; the server keeps running.
 from __future__ import annotations
 
 import base64
-import contextlib
-import errno
 import hashlib
+import logging
 import math
 import secrets
 import socket
-import sys
-import traceback
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 
@@ -25,6 +22,7 @@ import trio
 
 from eventmail.config import SmtpConfig
 from eventmail.events import Event, MessageAccepted, MessageRefused, RecipientRefused
+from eventmail.netio import accept_loop, send_last_words
 from eventmail.smtp import replies
 from eventmail.smtp.protocol import (
     NEED_DATA,
@@ -41,10 +39,10 @@ from eventmail.smtp.protocol import (
 from eventmail.smtp.received import received_header
 from eventmail.store.base import LogWriteError, Record
 
+log = logging.getLogger("eventmail")
+
 RECEIVE_SIZE = 64 * 1024
 FAREWELL_TIMEOUT = 5.0  # seconds to deliver a last 421 before closing
-ACCEPT_RETRY_DELAY = 0.1  # after EMFILE and friends
-_OVERLOAD_ERRNOS = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.ENOBUFS})
 
 Append = Callable[[Event, bytes | None], Awaitable[Record]]
 
@@ -56,18 +54,6 @@ def new_message_id() -> str:
 
 def utc_now() -> datetime:
     return datetime.now(UTC)
-
-
-def format_peer(sockaddr: object) -> str:
-    """``ip:port``, or ``[ip]:port`` for IPv6."""
-    if isinstance(sockaddr, tuple) and len(sockaddr) >= 2:
-        host, port = sockaddr[0], sockaddr[1]
-        return f"[{host}]:{port}" if ":" in str(host) else f"{host}:{port}"
-    return str(sockaddr) or "unknown"
-
-
-def _log(message: str) -> None:
-    print(f"eventmail smtp: {message}", file=sys.stderr, flush=True)
 
 
 class _Hangup(Exception):
@@ -117,35 +103,14 @@ class SmtpServer:
                     accept_scope.cancel()
                 async with trio.open_nursery() as acceptors:
                     for listener in listeners:
-                        acceptors.start_soon(self._accept_loop, listener, handlers)
+                        acceptors.start_soon(accept_loop, listener, self.handle, handlers, "SMTP")
                     task_status.started()
-            for listener in listeners:
-                await trio.aclose_forcefully(listener)
-
-    async def _accept_loop(self, listener: trio.SocketListener, handlers: trio.Nursery) -> None:
-        while True:
-            try:
-                stream = await listener.accept()
-            except OSError as exc:
-                if exc.errno not in _OVERLOAD_ERRNOS:
-                    raise
-                _log(f"accept failed ({exc.strerror}); retrying")
-                await trio.sleep(ACCEPT_RETRY_DELAY)
-                continue
-            handlers.start_soon(self._handle_socket, stream)
-
-    async def _handle_socket(self, stream: trio.SocketStream) -> None:
-        try:
-            peer = format_peer(stream.socket.getpeername())
-        except OSError:
-            peer = "unknown"
-        await self.handle(stream, peer)
 
     async def handle(self, stream: trio.abc.Stream, peer: str) -> None:
         """Serve one connection to its end; never raises for the client's sake."""
         if self.shutting_down or len(self._sessions) >= self.config.max_connections:
             refusal = replies.SHUTTING_DOWN if self.shutting_down else replies.TOO_MANY_CONNECTIONS
-            await _farewell(stream, refusal.encode())
+            await send_last_words(stream, refusal.encode(), FAREWELL_TIMEOUT)
             await trio.aclose_forcefully(stream)
             return
         session = _Session(self, stream, peer)
@@ -156,13 +121,16 @@ class SmtpServer:
             with session.scope:
                 await session.run()
             if session.scope.cancelled_caught:
-                await _farewell(stream, session.unsent() + replies.SHUTTING_DOWN.encode())
+                await send_last_words(
+                    stream, session.unsent() + replies.SHUTTING_DOWN.encode(), FAREWELL_TIMEOUT
+                )
         except (trio.BrokenResourceError, trio.ClosedResourceError, _Hangup):
             pass  # the client went away
         except Exception as exc:
-            _log(f"internal error with {peer}: {exc!r}")
-            traceback.print_exc(file=sys.stderr)
-            await _farewell(stream, session.unsent() + replies.INTERNAL_ERROR.encode())
+            log.exception("SMTP session with %s failed: %r", peer, exc)
+            await send_last_words(
+                stream, session.unsent() + replies.INTERNAL_ERROR.encode(), FAREWELL_TIMEOUT
+            )
         finally:
             self._sessions.discard(session)
             if not self._sessions:
@@ -185,15 +153,6 @@ class SmtpServer:
     async def _wait_no_sessions(self) -> None:
         while self._sessions:
             await self._no_sessions.wait()
-
-
-async def _farewell(stream: trio.abc.Stream, data: bytes) -> None:
-    """Best effort: the last replies before closing."""
-    with trio.move_on_after(FAREWELL_TIMEOUT):
-        with contextlib.suppress(
-            trio.BrokenResourceError, trio.ClosedResourceError, trio.BusyResourceError
-        ):
-            await stream.send_all(data)
 
 
 class _Session:
@@ -232,7 +191,7 @@ class _Session:
             if self._sending:
                 raise _Hangup  # the client stopped reading; a 421 would not get through
             reply = replies.SHUTTING_DOWN if self._woken else replies.TIMEOUT
-            await _farewell(self.stream, self.unsent() + reply.encode())
+            await send_last_words(self.stream, self.unsent() + reply.encode(), FAREWELL_TIMEOUT)
 
     async def _converse(self) -> None:
         core = self.core
@@ -320,7 +279,7 @@ class _Session:
         try:
             await server.append(accepted, message)
         except LogWriteError as exc:
-            _log(f"could not record a message from {self.peer}: {exc}")
+            log.warning("SMTP could not record a message from %s: %s", self.peer, exc)
             self.core.message_failed(replies.LOG_WRITE_FAILED)
             return
         self.core.message_stored(message_id)
@@ -351,4 +310,4 @@ class _Session:
         try:
             await self.server.append(event, None)
         except LogWriteError as exc:
-            _log(f"could not record a refusal for {self.peer}: {exc}")
+            log.warning("SMTP could not record a refusal for %s: %s", self.peer, exc)
