@@ -50,6 +50,7 @@ class Endpoints:
 
 
 RETRY_MIN, RETRY_MAX = 0.5, 30.0  # seconds between attempts after a projection failure
+SLOW_CATCH_UP = 1.0  # seconds; a catch-up this long is logged with the remaining lag
 
 
 class ProjectionRunner:
@@ -92,7 +93,17 @@ class ProjectionRunner:
 
     async def catch_up(self) -> None:
         async with self._catching_up:
+            started = trio.current_time()
             applied = await trio.to_thread.run_sync(self.projector.catch_up)
+            elapsed = trio.current_time() - started
+        if elapsed >= SLOW_CATCH_UP:  # the lag is worth an operator's attention
+            stats = await trio.to_thread.run_sync(self.projector.statistics)
+            log.info(
+                "projector reached seq %d after %.1f s; %d events behind the log",
+                applied,
+                elapsed,
+                stats.lag,
+            )
         if applied != self.applied_seq:
             self.applied_seq = applied
             async with self._applied:

@@ -52,3 +52,21 @@ async def test_a_failing_projection_is_retried_and_does_not_stop_the_server(
     assert projector.calls == 4
     assert waited >= 0.5 + 1.0 + 2.0  # backed off between attempts
     assert caplog.text.count("projection failed") == 3
+
+
+class Lagging(FlakyProjector):
+    def statistics(self) -> object:
+        return type("Stats", (), {"lag": 42})()
+
+
+async def test_a_slow_catch_up_reports_the_lag(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    import eventmail.serve
+
+    monkeypatch.setattr(eventmail.serve, "SLOW_CATCH_UP", 0.0)
+    caplog.set_level("INFO", logger="eventmail")
+    runner = ProjectionRunner(Lagging(failures=0))  # type: ignore[arg-type]
+    await runner.catch_up()
+    assert "projector reached seq 1" in caplog.text
+    assert "42 events behind the log" in caplog.text
