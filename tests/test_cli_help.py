@@ -49,3 +49,16 @@ def test_help_mentions_every_option(
     if isinstance(command, click.Group):
         for name in command.commands:
             assert name in text
+
+
+LEAF_COMMANDS = [
+    path for path, command in COMMANDS if path and not isinstance(command, click.Group)
+]
+
+
+@pytest.mark.parametrize("path", LEAF_COMMANDS, ids=[" ".join(p) for p in LEAF_COMMANDS])
+def test_readme_documents_every_command(path: tuple[str, ...]) -> None:
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    assert f"`eventmail {' '.join(path)}" in readme, f"README does not document {path}"
