@@ -5,6 +5,8 @@
   re-raised, so a crash never passes for a clean exit 1.
 - ``sample_log``: a real SQLite log in ``data_dir`` with accounts, messages with
   bytes, POP3 activity and refusals, at fixed timestamps (see ``SAMPLE``).
+
+Hypothesis runs without per-example deadlines (see the profile below).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner, Result
+from hypothesis import settings
 
 from eventmail.cli import main
 from eventmail.events import (
@@ -31,6 +34,10 @@ from eventmail.events import (
     RecipientRefused,
 )
 from eventmail.store import Append, Record, SQLiteLog
+
+# No per-example deadline: a timed assertion would fail on a loaded machine, not on a bug.
+settings.register_profile("eventmail", deadline=None)
+settings.load_profile("eventmail")
 
 
 @dataclass
