@@ -139,30 +139,6 @@ def test_a_second_connection_does_not_see_uncommitted_rows(tmp_path: Path) -> No
     reader.close()
 
 
-async def test_subscribers_learn_the_last_seq_of_each_batch() -> None:
-    committer = GroupCommitter(MemoryLog())
-    commits = committer.subscribe()
-    async with trio.open_nursery() as nursery:
-        await nursery.start(committer.run)
-        await committer.append(fetched(1))
-        assert await commits.receive() == 1
-        await committer.append(fetched(2))
-        await committer.append(fetched(3))
-        assert [await commits.receive(), await commits.receive()] == [2, 3]
-        nursery.cancel_scope.cancel()
-
-
-async def test_closed_subscriber_is_dropped() -> None:
-    committer = GroupCommitter(MemoryLog())
-    commits = committer.subscribe()
-    await commits.aclose()
-    async with trio.open_nursery() as nursery:
-        await nursery.start(committer.run)
-        assert (await committer.append(fetched(1))).seq == 1
-        assert (await committer.append(fetched(2))).seq == 2
-        nursery.cancel_scope.cancel()
-
-
 async def test_message_bytes_pass_through() -> None:
     log = MemoryLog()
     committer = GroupCommitter(log)

@@ -84,7 +84,6 @@ class GroupCommitter:
         self._largest = 0
         self._failed = 0
         self._running = False
-        self._listeners: list[trio.MemorySendChannel[int]] = []
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Commit batches until cancelled. Start it in the server's nursery."""
@@ -143,13 +142,6 @@ class GroupCommitter:
         self._largest = max(self._largest, len(records))
         for pending, record in zip(batch, records, strict=True):
             pending.settle(record, None)
-        for listener in list(self._listeners):
-            try:
-                listener.send_nowait(records[-1].seq)
-            except trio.WouldBlock:
-                pass  # the listener is behind; it will see a later seq
-            except trio.BrokenResourceError:
-                self._listeners.remove(listener)
 
     def _fail(self, batch: Sequence[Receipt], error: LogWriteError) -> None:
         self._failed += 1
@@ -182,12 +174,6 @@ class GroupCommitter:
         """
         receipt = await self.submit(event, message)
         return await receipt.result()
-
-    def subscribe(self) -> trio.MemoryReceiveChannel[int]:
-        """A channel that receives the last seq of every committed batch."""
-        send, receive = trio.open_memory_channel[int](16)
-        self._listeners.append(send)
-        return receive
 
     def statistics(self) -> CommitterStatistics:
         return CommitterStatistics(
