@@ -15,6 +15,7 @@ serve: $(STAMP)
 
 test: $(STAMP) debs
 	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 	$(BIN)/python -m pytest -q
 
 lint: $(STAMP)

@@ -7,7 +7,6 @@ load it.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import msgspec
@@ -59,10 +58,6 @@ class Config(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
 
 class ConfigError(ValueError):
     """The configuration file is missing, unreadable or invalid (one line)."""
-
-
-def data_dir(option: str | None) -> Path:
-    return Path(option or os.environ.get("EVENTMAIL_DATA") or DEFAULT_DATA_DIR)
 
 
 def load(data: Path, config_file: Path | None = None) -> Config:

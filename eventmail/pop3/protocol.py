@@ -149,10 +149,6 @@ class Pop3Connection:
             self._pending = event
         return event
 
-    @property
-    def waiting_for(self) -> Request | None:
-        return self._pending
-
     # --- answers from the shell ------------------------------------------------
 
     def authenticated(self, account: str) -> None:

@@ -27,10 +27,6 @@ class Reply(msgspec.Struct, frozen=True):
         """The reply as one line, e.g. for the reason of an audit event."""
         return f"{self.code} {' / '.join(self.lines)}"
 
-    @property
-    def is_negative(self) -> bool:
-        return self.code >= 400
-
 
 def _r(code: int, text: str) -> Reply:
     return Reply(code, (text,))

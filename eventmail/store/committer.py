@@ -83,11 +83,9 @@ class GroupCommitter:
         self._transactions = 0
         self._largest = 0
         self._failed = 0
-        self._running = False
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Commit batches until cancelled. Start it in the server's nursery."""
-        self._running = True
         task_status.started()
         try:
             async for first in self._receive:
@@ -102,7 +100,6 @@ class GroupCommitter:
                 with trio.CancelScope(shield=True):
                     await self._commit(batch)
         finally:
-            self._running = False
             self._fail_queued()
 
     def _fail_queued(self) -> None:
