@@ -82,6 +82,14 @@ async def login(wire: Wire, user: str = "jjordan", password: str = "secret") -> 
     await wire.expect(replies.USER_ACCEPTED)
 
 
+async def logged_in_as_jjordan(nursery: trio.Nursery, server: Pop3Server) -> Wire:
+    """A session logged in to the fixture's mailbox of two messages."""
+    wire = await connect(nursery, server)
+    await login(wire)
+    await wire.expect(replies.logged_in(2, len(FIRST) + len(SECOND)))
+    return wire
+
+
 def events_of(backend: MemoryPop3Backend, kind: type) -> list:
     return [e for e in backend.events() if isinstance(e, kind)]
 
@@ -89,9 +97,7 @@ def events_of(backend: MemoryPop3Backend, kind: type) -> list:
 async def test_retr_records_the_fetch_and_quit_records_the_reset(backend: MemoryPop3Backend):
     server = make_server(backend)
     async with trio.open_nursery() as nursery:
-        wire = await connect(nursery, server)
-        await login(wire)
-        await wire.expect(replies.logged_in(2, len(FIRST) + len(SECOND)))
+        wire = await logged_in_as_jjordan(nursery, server)
         wire.send(b"RETR 1\r\nTOP 2 0\r\nDELE 1\r\nQUIT\r\n")
         await wire.expect(
             replies.retr(len(FIRST))
@@ -118,9 +124,7 @@ async def test_retr_records_the_fetch_and_quit_records_the_reset(backend: Memory
 async def test_snapshot_hides_mail_arriving_during_the_session(backend: MemoryPop3Backend):
     server = make_server(backend)
     async with trio.open_nursery() as nursery:
-        wire = await connect(nursery, server)
-        await login(wire)
-        await wire.expect(replies.logged_in(2, len(FIRST) + len(SECOND)))
+        wire = await logged_in_as_jjordan(nursery, server)
         late = backend.deliver("jjordan", b"Subject: late\r\n\r\nlate\r\n")
         wire.send(b"STAT\r\nLIST 3\r\nDELE 1\r\nDELE 2\r\nQUIT\r\n")
         await wire.expect(
@@ -165,9 +169,7 @@ async def test_second_session_on_a_mailbox_is_in_use_until_the_first_drops(
 async def test_dropped_connection_deletes_nothing(backend: MemoryPop3Backend):
     server = make_server(backend)
     async with trio.open_nursery() as nursery:
-        wire = await connect(nursery, server)
-        await login(wire)
-        await wire.expect(replies.logged_in(2, len(FIRST) + len(SECOND)))
+        wire = await logged_in_as_jjordan(nursery, server)
         wire.send(b"DELE 1\r\nDELE 2\r\n")
         await wire.expect(replies.deleted(1) + replies.deleted(2))
         wire.to_server.put_eof()
@@ -181,9 +183,7 @@ async def test_quit_answers_only_after_the_reset_is_durable(backend: MemoryPop3B
     server = make_server(backend)
     gate = trio.Event()
     async with trio.open_nursery() as nursery:
-        wire = await connect(nursery, server)
-        await login(wire)
-        await wire.expect(replies.logged_in(2, len(FIRST) + len(SECOND)))
+        wire = await logged_in_as_jjordan(nursery, server)
         backend.append_gate = gate
         wire.send(b"DELE 2\r\nQUIT\r\n")
         await wire.expect(replies.deleted(2))
@@ -206,9 +206,7 @@ async def test_retr_sends_content_with_the_fetch_record_queued_not_yet_durable(
     gate = trio.Event()
     queued_when_written: list[list[object]] = []
     async with trio.open_nursery() as nursery:
-        wire = await connect(nursery, server)
-        await login(wire)
-        await wire.expect(replies.logged_in(2, len(FIRST) + len(SECOND)))
+        wire = await logged_in_as_jjordan(nursery, server)
         backend.append_gate = gate
 
         async def note_queue() -> None:
@@ -243,9 +241,7 @@ async def test_quit_with_deletions_waits_for_the_fetch_records_then_the_reset(
     server = make_server(backend)
     gate = trio.Event()
     async with trio.open_nursery() as nursery:
-        wire = await connect(nursery, server)
-        await login(wire)
-        await wire.expect(replies.logged_in(2, len(FIRST) + len(SECOND)))
+        wire = await logged_in_as_jjordan(nursery, server)
         backend.append_gate = gate
         wire.send(b"RETR 2\r\nTOP 1 0\r\nDELE 1\r\nQUIT\r\n")
         await wire.expect(
@@ -275,9 +271,7 @@ async def test_a_failed_fetch_record_refuses_deletions_and_further_retrievals(
     server = make_server(backend)
     gate = trio.Event()
     async with trio.open_nursery() as nursery:
-        wire = await connect(nursery, server)
-        await login(wire)
-        await wire.expect(replies.logged_in(2, len(FIRST) + len(SECOND)))
+        wire = await logged_in_as_jjordan(nursery, server)
         backend.append_gate = gate
         wire.send(b"RETR 2\r\n")
         await wire.expect(replies.retr(len(SECOND)) + SECOND + b".\r\n")
@@ -310,9 +304,7 @@ async def test_a_session_ending_otherwise_waits_for_its_fetch_records(
     gate = trio.Event()
     closed = trio.Event()
     async with trio.open_nursery() as nursery:
-        wire = await connect(nursery, server)
-        await login(wire)
-        await wire.expect(replies.logged_in(2, len(FIRST) + len(SECOND)))
+        wire = await logged_in_as_jjordan(nursery, server)
         backend.append_gate = gate
         wire.send(b"RETR 1\r\n")
         await wire.expect(replies.retr(len(FIRST)))
@@ -336,9 +328,7 @@ async def test_a_session_ending_otherwise_waits_for_its_fetch_records(
 async def test_failed_appends_refuse_and_delete_nothing(backend: MemoryPop3Backend):
     server = make_server(backend)
     async with trio.open_nursery() as nursery:
-        wire = await connect(nursery, server)
-        await login(wire)
-        await wire.expect(replies.logged_in(2, len(FIRST) + len(SECOND)))
+        wire = await logged_in_as_jjordan(nursery, server)
         backend.fail_appends = True
         wire.send(b"RETR 1\r\nDELE 1\r\nQUIT\r\n")
         await wire.expect(replies.FETCH_FAILED + replies.deleted(1) + replies.UPDATE_FAILED)
@@ -351,9 +341,7 @@ async def test_failed_appends_refuse_and_delete_nothing(backend: MemoryPop3Backe
 async def test_idle_timeout(backend: MemoryPop3Backend, autojump_clock: trio.testing.MockClock):
     server = make_server(backend, idle_timeout=600.0)
     async with trio.open_nursery() as nursery:
-        wire = await connect(nursery, server)
-        await login(wire)
-        await wire.expect(replies.logged_in(2, len(FIRST) + len(SECOND)))
+        wire = await logged_in_as_jjordan(nursery, server)
         wire.send(b"DELE 1\r\n")
         await wire.expect(replies.deleted(1))
         start = trio.current_time()
@@ -514,9 +502,7 @@ async def test_shutdown_lets_update_finish_and_closes_idle_sessions(backend: Mem
 async def test_shutdown_in_transaction_deletes_nothing(backend: MemoryPop3Backend):
     server = make_server(backend)
     async with trio.open_nursery() as nursery:
-        wire = await connect(nursery, server)
-        await login(wire)
-        await wire.expect(replies.logged_in(2, len(FIRST) + len(SECOND)))
+        wire = await logged_in_as_jjordan(nursery, server)
         wire.send(b"DELE 1\r\n")
         await wire.expect(replies.deleted(1))
         await server.shutdown(5.0)
